@@ -1,0 +1,29 @@
+"""Errors a user can act on. Each carries one line: what was wrong and what to do.
+
+The command-line entry points catch `SketchSearchError`, print its message on one line
+and exit non-zero; anything else is a bug and keeps its traceback.
+"""
+
+
+class SketchSearchError(Exception):
+    """Base class: the message is shown to the user as it is."""
+
+
+class MissingCheckpointError(SketchSearchError):
+    """A model's files are not where the program looks for them."""
+
+
+class CheckpointFormatError(SketchSearchError):
+    """A model file exists but does not fit the architecture (e.g. a foreign LoRA file)."""
+
+
+class BlankSketchError(SketchSearchError):
+    """The sketch has no strokes."""
+
+
+class NotAnImageError(SketchSearchError):
+    """A path given as an image is missing, unreadable or not an image."""
+
+
+class GalleryError(SketchSearchError):
+    """The gallery folder or its index cannot be used."""
