@@ -1,0 +1,115 @@
+"""Download every model into the checkpoints folder, once: `python -m checkpoints.fetch`.
+
+BLIP, SD-Turbo and DINOv2 come from the Hugging Face hub (resumable, size and hash checked by
+huggingface_hub); the pix2pix-turbo sketch LoRA file from its authors' site, resumed with HTTP
+ranges and checked by loading it before it takes its final name. Re-running skips what is there.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import urllib.request
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as `python checkpoints/fetch.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from checkpoints import layout  # noqa: E402
+from errors import SketchSearchError  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+# Only what the program loads: full-precision weights in safetensors, configs, tokenizers.
+HF_FILES = {
+    layout.BLIP_BASE[0]: ["*.json", "*.txt", "model.safetensors"],
+    layout.SD_TURBO[0]: ["model_index.json", "scheduler/*", "tokenizer/*", "text_encoder/config.json",
+                         "text_encoder/model.safetensors", "unet/config.json",
+                         "unet/diffusion_pytorch_model.safetensors", "vae/config.json",
+                         "vae/diffusion_pytorch_model.safetensors"],
+    **{hub_id: ["*.json", "model.safetensors"] for hub_id in layout.DINOV2.values()},
+}
+
+
+def fetch_hub_model(hub_id: str, folder: Path) -> None:
+    from huggingface_hub import snapshot_download
+    try:
+        snapshot_download(hub_id, local_dir=folder, allow_patterns=HF_FILES[hub_id])
+    except Exception as exc:  # network and hub errors come in many types
+        raise SketchSearchError(
+            f"could not download {hub_id} ({type(exc).__name__}: {str(exc).splitlines()[0][:120]}); "
+            f"check the network and run the command again: it resumes") from exc
+
+
+def fetch_url(url: str, path: Path, verify) -> None:
+    """Download `url` to `path` via `path.part`, resuming a partial download; `verify` the result."""
+    from tqdm import tqdm
+    part = path.with_name(path.name + ".part")
+    done = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(url, headers={"Range": f"bytes={done}-"} if done else {})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            if done and response.status != 206:  # the server ignored the range: start over
+                done = 0
+            total = done + int(response.headers.get("Content-Length", 0))
+            with open(part, "ab" if done else "wb") as out, tqdm(
+                    total=total, initial=done, unit="B", unit_scale=True, desc=path.name) as bar:
+                while chunk := response.read(1 << 20):
+                    out.write(chunk)
+                    bar.update(len(chunk))
+    except OSError as exc:
+        raise SketchSearchError(
+            f"could not download {url} ({exc}); run the command again to resume") from exc
+    try:
+        verify(part)
+    except SketchSearchError:
+        part.unlink()
+        raise
+    os.replace(part, path)
+
+
+def _verify_lora(path: Path) -> None:
+    from generation.lora_file import load_lora_file
+    load_lora_file(path)
+
+
+def fetch_all(checkpoints: Path, embedders: list[str]) -> None:
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    wanted = [layout.captioner_source(checkpoints), *layout.generator_sources(checkpoints),
+              *(layout.embedder_source(checkpoints, size) for size in embedders)]
+    for source in wanted:
+        if not source.missing_files():
+            print(f"{source.name}: already in {source.local}")
+            continue
+        print(f"{source.name}: downloading into {source.local}")
+        if source.hub_id:
+            fetch_hub_model(source.hub_id, source.local)
+        else:
+            fetch_url(layout.LORA_URL, source.local, _verify_lora)
+        missing = source.missing_files()
+        if missing:
+            raise SketchSearchError(f"{source.name}: still missing {missing[0]} after download")
+    print(f"all models are in {checkpoints}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Download the models sketch search needs.")
+    parser.add_argument("--checkpoints", type=Path, default=Path(__file__).resolve().parent,
+                        help="where to put them (default: this checkpoints folder)")
+    parser.add_argument("--embedder", nargs="+", choices=[*layout.DINOV2, "all"],
+                        default=[layout.DEFAULT_EMBEDDER],
+                        help=f"DINOv2 sizes to fetch (default {layout.DEFAULT_EMBEDDER})")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    sizes = list(layout.DINOV2) if "all" in args.embedder else args.embedder
+    try:
+        fetch_all(args.checkpoints, sizes)
+    except SketchSearchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
