@@ -1,0 +1,87 @@
+"""`python -m device list` and `python -m device sync --dest DIR`: the phone from the terminal."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from device.adb_server import DEFAULT_ADB_PORT, connect_server, list_phones
+from device.phone_sync import DEFAULT_FOLDERS, sync_phone
+from errors import SketchSearchError
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text} is not a TCP port")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m device", description="Copy a phone's photos over ADB into a gallery folder.")
+    parser.add_argument("--adb-port", type=_port, default=DEFAULT_ADB_PORT,
+                        help=f"port of the adb server (default {DEFAULT_ADB_PORT}; started when "
+                             "not running)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what each step does")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    listing = commands.add_parser("list", help="show connected phones, their state and model")
+    listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    sync = commands.add_parser("sync", help="copy new and changed photos from the phone")
+    sync.add_argument("--dest", type=Path, required=True,
+                      help="gallery folder; each phone gets a subfolder named by its serial")
+    sync.add_argument("--serial", help="which phone, when several are connected (see `list`)")
+    sync.add_argument("--folders", nargs="+", default=list(DEFAULT_FOLDERS), metavar="FOLDER",
+                      help="folders under /sdcard to copy, recursively (default DCIM/Camera), "
+                           "e.g. --folders DCIM/Camera Pictures/Screenshots")
+    sync.add_argument("--mirror", action="store_true",
+                      help="also delete local copies of photos deleted on the phone")
+    sync.add_argument("--json", action="store_true", help="print the report as JSON")
+    sync.add_argument("--timeout", type=float, default=30.0,
+                      help="seconds to wait for the phone before giving up (default 30)")
+    return parser
+
+
+def _run_list(args: argparse.Namespace) -> int:
+    phones = list_phones(connect_server(args.adb_port))
+    if args.json:
+        print(json.dumps([p.to_dict() for p in phones], indent=2))
+    elif not phones:
+        print("no phone connected: plug it in by USB, turn on USB debugging and unlock it")
+    else:
+        rows = [("SERIAL", "STATE", "MODEL", "PRODUCT")]
+        rows += [(p.serial, p.state, p.model or "-", p.product or "-") for p in phones]
+        widths = [max(len(row[i]) for row in rows) for i in range(3)]
+        for row in rows:
+            print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[3])
+    return 0
+
+
+def _run_sync(args: argparse.Namespace) -> int:
+    report = sync_phone(args.dest, serial=args.serial, folders=args.folders, mirror=args.mirror,
+                        adb_port=args.adb_port, timeout=args.timeout, show_progress=not args.json)
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.summary())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return _run_list(args) if args.command == "list" else _run_sync(args)
+    except SketchSearchError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted; photos already copied are kept, sync again to finish",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

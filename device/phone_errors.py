@@ -1,0 +1,12 @@
+"""Errors about the phone and the adb server, each one line the user can act on."""
+from __future__ import annotations
+
+from errors import SketchSearchError
+
+
+class PhoneError(SketchSearchError):
+    """No usable phone: adb missing, none connected, not authorised, several, and so on."""
+
+
+class PhoneConnectionLost(PhoneError):
+    """The link to the phone went away mid-request (cable pulled, phone locked, timeout)."""

@@ -1,0 +1,413 @@
+"""Copy a phone's new and changed photos into the gallery folder, safely and incrementally.
+
+Layout: <dest>/<phone serial>/<folder on the phone>/<name>, e.g.
+gallery/R5CW12345/DCIM/Camera/IMG_0001.jpg, so two phones never overwrite each other. A photo is
+copied only when it is new or its size or time changed since the last sync (sync_state.py).
+Each copy goes to a hidden temporary file in the same folder, is flushed to disk, checked
+against the listed size and then renamed over the final name: a pulled cable leaves no
+half-written photo, and the next sync picks up where this one stopped.
+"""
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from device.adb_server import DEFAULT_ADB_PORT, choose_phone, connect_server
+from device.phone_errors import PhoneConnectionLost, PhoneError
+from device.sync_protocol import DEFAULT_TIMEOUT_S, RemoteEntry, SyncConnection
+from device.sync_state import SyncedPhoto, SyncState
+from errors import GalleryError
+
+log = logging.getLogger(__name__)
+
+PHOTO_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".heic", ".heif", ".webp"})
+DEFAULT_FOLDERS = ("DCIM/Camera",)
+SDCARD = "/sdcard"
+MAX_DEPTH = 16                     # folders below a synced folder; stops runaway trees
+PART_SUFFIX = ".part"
+# Android's MediaStore marks files in the bin and files still being written with these prefixes.
+_SKIPPED_PREFIXES = {".trashed-": "in the phone's trash", ".pending-": "still being written"}
+_SDCARD_ALIASES = ("/sdcard/", "/storage/emulated/0/", "/storage/self/primary/", "sdcard/")
+
+ProgressCallback = Callable[[int, int, str], None]
+"""progress(files_done, files_to_copy, device_path): before each copy, and (n, n, "") at the end."""
+
+
+@dataclass(frozen=True)
+class RemotePhoto:
+    device_path: str               # /sdcard/DCIM/Camera/IMG_0001.jpg
+    parts: tuple[str, ...]         # ("DCIM", "Camera", "IMG_0001.jpg"), each checked safe
+    size: int
+    mtime: int
+
+
+@dataclass
+class SyncReport:
+    serial: str
+    model: str
+    folder: Path                                   # where this phone's photos live
+    pulled: list[Path] = field(default_factory=list)
+    unchanged: int = 0
+    deleted: list[Path] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)   # (device path, reason)
+    bytes: int = 0
+
+    def to_dict(self) -> dict:
+        return {"serial": self.serial, "model": self.model, "folder": str(self.folder),
+                "pulled": [str(p) for p in self.pulled], "unchanged": self.unchanged,
+                "deleted": [str(p) for p in self.deleted],
+                "skipped": [{"name": name, "reason": reason} for name, reason in self.skipped],
+                "bytes": self.bytes}
+
+    def summary(self) -> str:
+        line = (f"{self.model or 'phone'} {self.serial}: {len(self.pulled)} pulled "
+                f"({_human_bytes(self.bytes)}), {self.unchanged} unchanged, "
+                f"{len(self.deleted)} deleted, {len(self.skipped)} skipped -> {self.folder}")
+        reasons: dict[str, int] = {}
+        for _, reason in self.skipped:
+            reasons[reason] = reasons.get(reason, 0) + 1
+        details = [f"  skipped {count}: {reason}" for reason, count in sorted(reasons.items())]
+        # Refused names may mean a hostile or broken phone: name each one.
+        details += [f"  refused {name}: {reason}" for name, reason in self.skipped
+                    if reason.startswith("unsafe")]
+        return "\n".join([line, *details])
+
+
+def sync_phone(dest: str | os.PathLike, serial: str | None = None,
+               folders: Sequence[str] = DEFAULT_FOLDERS, mirror: bool = False,
+               adb_port: int = DEFAULT_ADB_PORT, progress: ProgressCallback | None = None, *,
+               timeout: float = DEFAULT_TIMEOUT_S, show_progress: bool = True) -> SyncReport:
+    """Bring `dest` up to date with the phone's photos in `folders` (relative to /sdcard).
+
+    Photos deleted on the phone stay in `dest` unless `mirror` is set. Raises a
+    SketchSearchError subclass with a one-line message for anything the user must fix.
+    """
+    wanted = list(dict.fromkeys(normalise_folder(f) for f in folders))
+    if not wanted:
+        raise PhoneError("no folder to sync: name one under /sdcard, e.g. --folders DCIM/Camera")
+    gallery = Path(dest).expanduser()
+    if gallery.exists() and not gallery.is_dir():
+        raise GalleryError(f"{gallery} exists and is not a folder: give --dest a folder")
+    client = connect_server(adb_port)
+    device, phone = choose_phone(client, serial)
+    _make_folder(gallery)
+    report = SyncReport(serial=phone.serial, model=phone.model,
+                        folder=gallery / safe_serial(phone.serial))
+    with SyncState(gallery) as state:
+        session = _Session(device, timeout)
+        try:
+            photos, found = _list_photos(session, wanted, report)
+            _copy_changed(session, photos, gallery, report, state, progress, show_progress)
+            if mirror:
+                _remove_deleted(photos, found, wanted, gallery, report, state)
+        finally:
+            session.close()
+    log.info(report.summary())
+    return report
+
+
+def normalise_folder(text: str) -> tuple[str, ...]:
+    """'DCIM/Camera' or '/sdcard/DCIM/Camera' -> ('DCIM', 'Camera'); refuses escapes."""
+    path = text.strip().replace("\\", "/")
+    for alias in _SDCARD_ALIASES:
+        if path.startswith(alias):
+            path = path[len(alias):]
+            break
+    parts = tuple(p for p in path.split("/") if p not in ("", "."))
+    if path.startswith("/") or not parts or ".." in parts or "\0" in path:
+        raise PhoneError(f"folder {text!r} is not a folder under /sdcard: give one like "
+                         "DCIM/Camera or Pictures/Screenshots")
+    return parts
+
+
+def safe_serial(serial: str) -> str:
+    """A folder name for a phone: 127.0.0.1:5555 -> 127.0.0.1_5555."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", serial).lstrip(".")
+    return name or "phone"
+
+
+def unsafe_name_reason(name: str) -> str | None:
+    """Why a name from the phone cannot be a file name inside the gallery, or None."""
+    if name in ("", ".", ".."):
+        return "unsafe name: refers to a folder, not a file"
+    if "/" in name or "\\" in name:
+        return "unsafe name: contains a path separator and could escape the gallery folder"
+    if "\0" in name:
+        return "unsafe name: contains a NUL character"
+    return None
+
+
+class _Session:
+    """The sync connection, reopened after the phone ends it (adbd does so after a FAIL)."""
+
+    def __init__(self, device, timeout: float):
+        self._device = device
+        self._timeout = timeout
+        self._connection: SyncConnection | None = None
+
+    @property
+    def connection(self) -> SyncConnection:
+        if self._connection is None:
+            self._connection = SyncConnection.open(self._device, self._timeout)
+        return self._connection
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+
+def _make_folder(gallery: Path) -> None:
+    try:
+        gallery.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise GalleryError(f"{gallery} is not a folder (or lies under a file): give --dest a "
+                           "folder") from None
+    except OSError as error:
+        raise GalleryError(f"cannot create {gallery}: {error.strerror}") from None
+
+
+def _list_photos(session: _Session, folders: Iterable[tuple[str, ...]],
+                 report: SyncReport) -> tuple[dict[str, RemotePhoto], set[tuple[str, ...]]]:
+    """Every photo under the folders, by device path, and the folders that exist."""
+    photos: dict[str, RemotePhoto] = {}
+    found: set[tuple[str, ...]] = set()
+    for parts in folders:
+        device_dir = "/".join((SDCARD, *parts))
+        try:
+            if not session.connection.stat(device_dir).is_dir:
+                report.skipped.append((device_dir, "folder not found on the phone"))
+                log.warning("%s is not a folder on phone %s", device_dir, report.serial)
+                continue
+            found.add(parts)
+            _walk(session.connection, parts, 0, photos, report)
+        except PhoneConnectionLost as error:
+            raise PhoneConnectionLost(f"{error} while listing {device_dir} (nothing changed "
+                                      "here): reconnect and unlock the phone, then sync "
+                                      "again") from None
+    return photos, found
+
+
+def _walk(connection: SyncConnection, parts: tuple[str, ...], depth: int,
+          photos: dict[str, RemotePhoto], report: SyncReport) -> None:
+    device_dir = "/".join((SDCARD, *parts))
+    subfolders: list[tuple[str, ...]] = []
+    for entry in list(connection.list_dir(device_dir)):   # read the whole reply first
+        shown = f"{device_dir}/{entry.name.decode(errors='replace')}"
+        try:
+            name = entry.name.decode("utf-8")
+        except UnicodeDecodeError:
+            report.skipped.append((shown, "name is not UTF-8"))
+            continue
+        unsafe = unsafe_name_reason(name)
+        if unsafe is not None:
+            log.warning("refused %r from phone %s: %s", shown, report.serial, unsafe)
+            report.skipped.append((shown, unsafe))
+            continue
+        if entry.is_dir:
+            if name.startswith("."):
+                continue        # .thumbnails and the like: not the gallery's photos
+            if depth + 1 < MAX_DEPTH:
+                subfolders.append((*parts, name))
+            else:
+                report.skipped.append((shown, f"folder nested deeper than {MAX_DEPTH} levels"))
+            continue
+        reason = _not_a_photo_reason(name, entry)
+        if reason is not None:
+            report.skipped.append((shown, reason))
+            continue
+        path = f"{device_dir}/{name}"
+        photos[path] = RemotePhoto(path, (*parts, name), entry.size, entry.mtime)
+    for subfolder in subfolders:
+        _walk(connection, subfolder, depth + 1, photos, report)
+
+
+def _not_a_photo_reason(name: str, entry: RemoteEntry) -> str | None:
+    for prefix, reason in _SKIPPED_PREFIXES.items():
+        if name.startswith(prefix):
+            return reason
+    if name.startswith("."):
+        return "hidden file"
+    suffix = os.path.splitext(name)[1].lower()
+    if suffix not in PHOTO_EXTENSIONS:
+        return f"not a photo ({suffix or 'no extension'})"
+    if not entry.is_file:
+        return "not a regular file"
+    return None
+
+
+def _copy_changed(session: _Session, photos: dict[str, RemotePhoto], gallery: Path,
+                  report: SyncReport, state: SyncState, progress: ProgressCallback | None,
+                  show_progress: bool) -> None:
+    known = state.photos(report.serial)
+    to_copy: list[tuple[RemotePhoto, Path]] = []
+    for photo in photos.values():
+        target = report.folder.joinpath(*photo.parts)
+        if _is_current(photo, target, known.get(photo.device_path)):
+            report.unchanged += 1
+            if photo.device_path not in known:     # copied before the record existed
+                state.record(report.serial, _synced(photo, target, gallery))
+        else:
+            to_copy.append((photo, target))
+    total_bytes = sum(photo.size for photo, _ in to_copy)
+    bar = tqdm(total=total_bytes, unit="B", unit_scale=True, unit_divisor=1024,
+               desc=f"{report.serial}: 0/{len(to_copy)} photos",
+               disable=not show_progress or not to_copy)
+    with bar, _fsync_folders_after() as touched:
+        for index, (photo, target) in enumerate(to_copy):
+            touched.add(target.parent)
+            bar.set_description(f"{report.serial}: {index}/{len(to_copy)} photos", refresh=False)
+            if progress is not None:
+                progress(index, len(to_copy), photo.device_path)
+            try:
+                received = _copy_one(session.connection, photo, target, bar.update)
+            except PhoneConnectionLost as error:
+                raise PhoneConnectionLost(
+                    f"{error} while copying {photo.device_path} ({len(report.pulled)} of "
+                    f"{len(to_copy)} copied and kept): reconnect and unlock the phone, then sync "
+                    "again to resume") from None
+            except _Skip as skip:
+                report.skipped.append((photo.device_path, str(skip)))
+                log.warning("skipped %s: %s", photo.device_path, skip)
+                if skip.connection_ended:
+                    session.close()         # the next photo opens a fresh session
+                continue
+            report.pulled.append(target)
+            report.bytes += received
+            state.record(report.serial, _synced(photo, target, gallery))
+        bar.set_description(f"{report.serial}: {len(to_copy)}/{len(to_copy)} photos")
+    if progress is not None:
+        progress(len(to_copy), len(to_copy), "")
+
+
+def _is_current(photo: RemotePhoto, target: Path, known: SyncedPhoto | None) -> bool:
+    try:
+        local = target.stat()
+    except OSError:
+        return False                    # never copied, or removed here: copy it (again)
+    # The copy carries the phone's time, so a rename lost in a crash (old file, old time)
+    # is seen here too: folders need no fsync per photo.
+    if local.st_size != photo.size or int(local.st_mtime) != photo.mtime:
+        return False
+    return known is None or (known.size == photo.size and known.mtime == photo.mtime)
+
+
+class _Skip(Exception):
+    """This photo cannot be copied now; the others can."""
+
+    def __init__(self, reason: str, connection_ended: bool = False):
+        super().__init__(reason)
+        self.connection_ended = connection_ended
+
+
+def _copy_one(connection: SyncConnection, photo: RemotePhoto, target: Path,
+              on_bytes: Callable[[int], object]) -> int:
+    """Copy into a hidden temporary file, verify, then rename over `target`."""
+    part = target.with_name(f".{target.name}{PART_SUFFIX}")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(part, "wb") as out:
+            try:
+                received = connection.receive(photo.device_path, out, on_bytes)
+            except PhoneConnectionLost:
+                raise
+            except PhoneError as error:      # the phone said FAIL and ended the session
+                raise _Skip(f"the phone refused to send it ({error})",
+                            connection_ended=True) from None
+            out.flush()
+            os.fsync(out.fileno())
+        if received != photo.size:
+            raise _Skip(f"received {received} bytes, listed {photo.size} (changed while "
+                        "copying?); the next sync tries again")
+        os.utime(part, (photo.mtime, photo.mtime))
+        os.replace(part, target)
+        return received
+    except OSError as error:
+        _remove_quietly(part)
+        if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+            raise GalleryError(f"cannot write to {target.parent}: {error.strerror}; free some "
+                               "space (or pick another --dest) and sync again") from None
+        raise _Skip(f"cannot write it here: {error.strerror or error}") from None
+    except BaseException:
+        _remove_quietly(part)
+        raise
+
+
+def _remove_deleted(photos: dict[str, RemotePhoto], found: set[tuple[str, ...]],
+                    folders: Iterable[tuple[str, ...]], gallery: Path, report: SyncReport,
+                    state: SyncState) -> None:
+    """--mirror: remove local copies of photos no longer on the phone, folder by folder."""
+    known = state.photos(report.serial)
+    for parts in folders:
+        prefix = "/".join((SDCARD, *parts)) + "/"
+        gone = [p for p in known.values()
+                if p.device_path.startswith(prefix) and p.device_path not in photos]
+        if not gone:
+            continue
+        listed_here = any(path.startswith(prefix) for path in photos)
+        if parts not in found or not listed_here:
+            # An empty or missing camera folder is more often a locked phone or a storage
+            # glitch than a real wipe: keep the copies rather than delete everything.
+            report.skipped.append((prefix.rstrip("/"), "not mirrored: the phone lists no photos "
+                                   "there; delete the local copies yourself if that is right"))
+            continue
+        for synced in gone:
+            local = gallery / synced.local_path
+            try:
+                local.unlink()
+            except FileNotFoundError:
+                pass
+            except OSError as error:
+                report.skipped.append((synced.device_path, f"could not delete the local copy: "
+                                       f"{error.strerror}"))
+                continue
+            state.forget(report.serial, synced.device_path)
+            report.deleted.append(local)
+
+
+def _synced(photo: RemotePhoto, target: Path, gallery: Path) -> SyncedPhoto:
+    return SyncedPhoto(photo.device_path, photo.size, photo.mtime,
+                       target.relative_to(gallery).as_posix())
+
+
+@contextmanager
+def _fsync_folders_after() -> Iterator[set[Path]]:
+    """Flush the renames in the folders the caller adds, once at the end (POSIX only)."""
+    touched: set[Path] = set()
+    try:
+        yield touched
+    finally:
+        if os.name == "posix":
+            for folder in touched:
+                try:
+                    fd = os.open(folder, os.O_RDONLY)
+                    try:
+                        os.fsync(fd)
+                    finally:
+                        os.close(fd)
+                except OSError:
+                    pass
+
+
+def _remove_quietly(path: Path) -> None:
+    try:
+        path.unlink()
+    except OSError:
+        pass
+
+
+def _human_bytes(count: int) -> str:
+    size = float(count)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{count} B"
