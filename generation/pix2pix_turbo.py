@@ -1,0 +1,244 @@
+"""pix2pix-turbo's stochastic sketch model (arXiv:2403.12036): sketch + prompt -> image, one step.
+
+Built on SD-Turbo's own classes: the VAE encoder hands its down-block inputs to the decoder
+through four added 1x1 "skip" convs, the UNet runs once at the last training timestep with the
+prompt's CLIP embedding, and the x0 prediction is decoded. A value r (gamma) in [0, 1] mixes
+noise into the latent, scales both LoRA adapters, blends the UNet's first conv between its
+pretrained and fine-tuned copies, and scales the skip activations: low r lets the model invent,
+high r follows the strokes.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
+from peft import LoraConfig
+from peft.tuners.tuners_utils import BaseTunerLayer
+from PIL import Image
+from transformers import CLIPTextModel, CLIPTokenizer
+
+from errors import MissingCheckpointError
+from generation.lora_file import (LoraFile, load_lora_file, map_state_dict, unet_file_key,
+                                  vae_file_key)
+
+log = logging.getLogger(__name__)
+
+UNET_ADAPTER = "default"     # the authors' names: state dict keys carry them
+VAE_ADAPTER = "vae_skip"
+LORA_ALPHA = 8               # peft's default when the authors trained; scaling = alpha / rank
+PROMPT_CACHE_SIZE = 16
+
+
+class TwinConv(torch.nn.Module):
+    """The UNet's first conv as a blend of its pretrained and fine-tuned copies."""
+
+    def __init__(self, pretrained: torch.nn.Conv2d, current: torch.nn.Conv2d):
+        super().__init__()
+        self.conv_in_pretrained = copy.deepcopy(pretrained)
+        self.conv_in_curr = copy.deepcopy(current)
+        self.r = 1.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv_in_pretrained(x) * (1.0 - self.r) + self.conv_in_curr(x) * self.r
+
+
+def skip_conv_channels(vae_block_out_channels: list[int] | tuple[int, ...]) -> list[tuple[int, int]]:
+    """(in, out) channels of skip_conv_1.. for a VAE with these block widths.
+
+    Skip i carries the input of the encoder's down blocks taken in reverse order into the input
+    of the decoder's up block i; for SD's (128, 256, 512, 512): 512->512, 256->512, 128->512, 128->256.
+    """
+    widths = list(vae_block_out_channels)
+    down_inputs = [widths[0]] + widths[:-1]
+    reversed_widths = widths[::-1]
+    up_inputs = [reversed_widths[0]] + reversed_widths[:-1]
+    return list(zip(down_inputs[::-1], up_inputs))
+
+
+def add_sketch_layers(unet: UNet2DConditionModel, vae: AutoencoderKL, lora: LoraFile) -> None:
+    """Give SD-Turbo the stochastic sketch model's extra layers, in the authors' order.
+
+    Skip convs and the twin conv come before the adapters: the VAE's target list names the skip
+    convs, so peft wraps them too.
+    """
+    for index, (c_in, c_out) in enumerate(skip_conv_channels(vae.config.block_out_channels), start=1):
+        setattr(vae.decoder, f"skip_conv_{index}", torch.nn.Conv2d(c_in, c_out, kernel_size=1, bias=False))
+    unet.conv_in = TwinConv(unet.conv_in, unet.conv_in)
+    vae.add_adapter(LoraConfig(r=lora.rank_vae, lora_alpha=LORA_ALPHA, init_lora_weights="gaussian",
+                               target_modules=lora.vae_target_modules), adapter_name=VAE_ADAPTER)
+    unet.add_adapter(LoraConfig(r=lora.rank_unet, lora_alpha=LORA_ALPHA, init_lora_weights="gaussian",
+                                target_modules=lora.unet_target_modules), adapter_name=UNET_ADAPTER)
+
+
+def load_sketch_weights(unet: UNet2DConditionModel, vae: AutoencoderKL, lora: LoraFile) -> None:
+    """Copy the file's tensors into the models (raises CheckpointFormatError when they don't fit)."""
+    for model, file_state, required, part in ((unet, lora.state_dict_unet, unet_file_key, "state_dict_unet"),
+                                              (vae, lora.state_dict_vae, vae_file_key, "state_dict_vae")):
+        model_state = model.state_dict()
+        mapped = map_state_dict(file_state, model_state, required, lora.name, part)
+        model_state.update(mapped)
+        model.load_state_dict(model_state, strict=True)
+
+
+def set_adapter_scale(model: torch.nn.Module, adapter: str, scale: float) -> None:
+    """Scale one LoRA adapter in every layer it wraps (scaling = scale * alpha / rank)."""
+    for module in model.modules():
+        if isinstance(module, BaseTunerLayer):
+            module.set_scale(adapter, scale)
+
+
+def _load(component: type, source: str | Path, subfolder: str, **kwargs):
+    try:
+        return component.from_pretrained(source, subfolder=subfolder, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise MissingCheckpointError(
+            f"{source}: cannot load SD-Turbo's {subfolder} ({type(exc).__name__}: {str(exc).splitlines()[0]}); "
+            f"fetch the models with `python -m checkpoints.fetch`") from exc
+
+
+class Pix2PixTurbo(torch.nn.Module):
+    """One-step sketch-to-image generator; load once, call `generate` per query."""
+
+    def __init__(self, tokenizer: CLIPTokenizer, text_encoder: CLIPTextModel, unet: UNet2DConditionModel,
+                 vae: AutoencoderKL, scheduler: DDPMScheduler, device: str | torch.device = "cpu",
+                 dtype: torch.dtype = torch.float32):
+        super().__init__()
+        self.tokenizer = tokenizer
+        self.text_encoder = text_encoder
+        self.unet = unet
+        self.vae = vae
+        self.device = torch.device(device)
+        self.dtype = dtype
+        config = scheduler.config
+        if config.prediction_type not in ("epsilon", "v_prediction") or config.thresholding:
+            raise ValueError(f"scheduler: prediction_type {config.prediction_type!r} with thresholding="
+                             f"{config.thresholding} is not supported (SD-Turbo: epsilon, no thresholding)")
+        self.prediction_type: str = config.prediction_type
+        # As DDPMScheduler.step reads the config (SD-Turbo's says clip_sample: false).
+        self.clip_x0: float | None = float(config.clip_sample_range) if config.clip_sample else None
+        # One step from the last training timestep (999 for SD-Turbo) straight to x0.
+        self.timestep = int(config.num_train_timesteps) - 1
+        self.alpha_cumprod = float(scheduler.alphas_cumprod[self.timestep])
+        self.latent_factor = 2 ** (len(vae.config.block_out_channels) - 1)
+        self.gamma: float | None = None
+        self._prompt_cache: dict[str, torch.Tensor] = {}
+        self.requires_grad_(False)
+        self.eval()
+        self.to(device=self.device, dtype=dtype)
+
+    @classmethod
+    def from_pretrained(cls, sd_turbo: str | Path, lora_file: str | Path, device: str | torch.device = "cpu",
+                        dtype: torch.dtype = torch.float32) -> "Pix2PixTurbo":
+        """`sd_turbo`: a diffusers folder or hub id of SD-Turbo; `lora_file`: the authors' LoRA file."""
+        lora = load_lora_file(lora_file)  # first: a bad file fails before the slow loading
+        source = str(sd_turbo)
+        log.info("loading SD-Turbo from %s", source)
+        tokenizer = _load(CLIPTokenizer, source, "tokenizer")
+        # float32 first: the adapters and the file's tensors are added at full precision, then
+        # the whole model is cast once.
+        text_encoder = _load(CLIPTextModel, source, "text_encoder")
+        unet = _load(UNet2DConditionModel, source, "unet")
+        vae = _load(AutoencoderKL, source, "vae")
+        scheduler = _load(DDPMScheduler, source, "scheduler")
+        add_sketch_layers(unet, vae, lora)
+        load_sketch_weights(unet, vae, lora)
+        return cls(tokenizer, text_encoder, unet, vae, scheduler, device=device, dtype=dtype)
+
+    # -- pieces ------------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def encode_prompt(self, prompt: str) -> torch.Tensor:
+        """The prompt's CLIP embedding (1, tokens, width); kept for prompts seen recently."""
+        cached = self._prompt_cache.get(prompt)
+        if cached is not None:
+            return cached
+        ids = self.tokenizer(prompt, max_length=self.tokenizer.model_max_length, padding="max_length",
+                             truncation=True, return_tensors="pt").input_ids.to(self.device)
+        embedding = self.text_encoder(ids)[0]
+        if len(self._prompt_cache) >= PROMPT_CACHE_SIZE:
+            self._prompt_cache.pop(next(iter(self._prompt_cache)))
+        self._prompt_cache[prompt] = embedding
+        return embedding
+
+    def set_gamma(self, gamma: float) -> None:
+        """Set r for the adapters and the twin conv; only work when it changes."""
+        gamma = float(gamma)
+        if not 0.0 <= gamma <= 1.0:
+            raise ValueError(f"gamma must be between 0 and 1, got {gamma}")
+        if gamma == self.gamma:
+            return
+        set_adapter_scale(self.unet, UNET_ADAPTER, gamma)
+        set_adapter_scale(self.vae, VAE_ADAPTER, gamma)
+        self.unet.conv_in.r = gamma
+        self.gamma = gamma
+
+    def _encode(self, sketch: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Latent sample (scaled) and the input of each encoder down block, for the skips."""
+        encoder = self.vae.encoder
+        hidden = encoder.conv_in(sketch)
+        skips = []
+        for down_block in encoder.down_blocks:
+            skips.append(hidden)
+            hidden = down_block(hidden)
+        hidden = encoder.mid_block(hidden)
+        hidden = encoder.conv_out(encoder.conv_act(encoder.conv_norm_out(hidden)))
+        if self.vae.quant_conv is not None:
+            hidden = self.vae.quant_conv(hidden)
+        latent = DiagonalGaussianDistribution(hidden).sample(generator=generator)
+        return latent * self.vae.config.scaling_factor, skips
+
+    def _predict_x0(self, model_output: torch.Tensor, sample: torch.Tensor) -> torch.Tensor:
+        """DDPM's x0 from one prediction at `self.timestep` (float32 for the division)."""
+        alpha = torch.tensor(self.alpha_cumprod, dtype=torch.float32)
+        out, x = model_output.float(), sample.float()
+        if self.prediction_type == "epsilon":
+            x0 = (x - (1 - alpha).sqrt() * out) / alpha.sqrt()
+        else:  # v_prediction
+            x0 = alpha.sqrt() * x - (1 - alpha).sqrt() * out
+        if self.clip_x0 is not None:
+            x0 = x0.clamp(-self.clip_x0, self.clip_x0)
+        return x0.to(model_output.dtype)
+
+    def _decode(self, latent: torch.Tensor, skips: list[torch.Tensor], r: float) -> torch.Tensor:
+        """VAE decoder with each up block fed the matching encoder activation, scaled by r."""
+        decoder = self.vae.decoder
+        z = latent / self.vae.config.scaling_factor
+        if self.vae.post_quant_conv is not None:
+            z = self.vae.post_quant_conv(z)
+        hidden = decoder.mid_block(decoder.conv_in(z))
+        for index, (up_block, skip) in enumerate(zip(decoder.up_blocks, reversed(skips)), start=1):
+            skip_conv = getattr(decoder, f"skip_conv_{index}")
+            hidden = up_block(hidden + skip_conv(skip * r))
+        return decoder.conv_out(decoder.conv_act(decoder.conv_norm_out(hidden)))
+
+    # -- the query ---------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def generate(self, mask: np.ndarray, prompt: str, gamma: float = 0.4, seed: int = 0) -> Image.Image:
+        """An RGB image the size of `mask` (bool HxW, True = stroke; sides multiples of 8)."""
+        mask = np.asarray(mask)
+        if mask.ndim != 2 or mask.shape[0] % self.latent_factor or mask.shape[1] % self.latent_factor:
+            raise ValueError(f"the sketch mask must be 2-D with sides divisible by {self.latent_factor}, "
+                             f"got shape {mask.shape}")
+        self.set_gamma(gamma)
+        r = self.gamma
+        height, width = mask.shape
+        # Stroke = 1, paper = 0, as the model was trained (not rescaled to [-1, 1]).
+        sketch = torch.from_numpy(mask.astype(np.float32)).to(self.device, self.dtype)
+        sketch = sketch.expand(1, 3, height, width)
+        # A CPU generator gives the same draws on every device; noise first, then the VAE sample.
+        generator = torch.Generator("cpu").manual_seed(int(seed))
+        noise_shape = (1, self.unet.config.in_channels, height // self.latent_factor, width // self.latent_factor)
+        noise = torch.randn(noise_shape, generator=generator, dtype=torch.float32).to(self.device, self.dtype)
+        text = self.encode_prompt(prompt)
+        latent, skips = self._encode(sketch, generator)
+        unet_input = latent * r + noise * (1.0 - r)
+        timestep = torch.tensor([self.timestep], device=self.device, dtype=torch.long)
+        prediction = self.unet(unet_input, timestep, encoder_hidden_states=text).sample
+        x0 = self._predict_x0(prediction, unet_input)
+        image = self._decode(x0, skips, r).clamp(-1, 1)
+        pixels = (image[0].float().permute(1, 2, 0) * 0.5 + 0.5).clamp(0, 1)
+        return Image.fromarray((pixels * 255).round().to(torch.uint8).cpu().numpy())

@@ -1,0 +1,154 @@
+"""Sketch preprocessing: stroke masks whatever the pen and paper, crop/pad/resize geometry, blanks."""
+from __future__ import annotations
+
+import io
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from errors import BlankSketchError
+from generation.preprocess import prepare_sketch, stroke_mask
+
+
+def drawn(shape=(300, 400), thickness=5) -> np.ndarray:
+    """The pixels a pen covers: a rectangle outline, a diagonal and a circle."""
+    canvas = np.zeros(shape, dtype=np.uint8)
+    cv2.rectangle(canvas, (60, 50), (300, 220), 255, thickness)
+    cv2.line(canvas, (60, 50), (300, 220), 255, thickness)
+    cv2.circle(canvas, (330, 240), 30, 255, thickness)
+    return canvas > 0
+
+
+def paint(strokes: np.ndarray, paper, pen) -> np.ndarray:
+    image = np.empty((*strokes.shape, len(paper)), dtype=np.uint8)
+    image[:] = paper
+    image[strokes] = pen
+    return image
+
+
+def agreement(mask: np.ndarray, truth: np.ndarray) -> float:
+    """Intersection over union."""
+    return (mask & truth).sum() / (mask | truth).sum()
+
+
+def test_black_pen_on_white_paper():
+    truth = drawn()
+    mask = stroke_mask(Image.fromarray(paint(truth, (255, 255, 255), (0, 0, 0))))
+    assert mask.dtype == bool and mask.shape == truth.shape
+    assert np.array_equal(mask, truth)
+
+
+@pytest.mark.parametrize("pen", [(255, 0, 0), (0, 200, 0), (0, 0, 139), (255, 255, 0), (255, 255, 255)])
+def test_coloured_pens_on_black(pen):
+    truth = drawn()
+    assert np.array_equal(stroke_mask(paint(truth, (0, 0, 0), pen)), truth)
+
+
+def test_faint_pencil_on_cream_paper():
+    truth = drawn()
+    assert np.array_equal(stroke_mask(paint(truth, (250, 240, 220), (190, 185, 175))), truth)
+
+
+def test_grey_image_and_numpy_input_agree():
+    truth = drawn()
+    grey = np.where(truth, 30, 240).astype(np.uint8)
+    assert np.array_equal(stroke_mask(grey), truth)
+    assert np.array_equal(stroke_mask(Image.fromarray(grey)), truth)
+
+
+def test_transparent_layer_reads_alpha_not_colour():
+    truth = drawn()
+    rgba = paint(truth, (0, 0, 0, 0), (0, 0, 0, 255))  # paper and pen share their colour: only alpha differs
+    assert np.array_equal(stroke_mask(Image.fromarray(rgba, "RGBA")), truth)
+
+
+def test_opaque_rgba_reads_colour():
+    truth = drawn()
+    rgba = paint(truth, (255, 255, 255, 255), (20, 20, 200, 255))
+    assert np.array_equal(stroke_mask(Image.fromarray(rgba, "RGBA")), truth)
+
+
+def test_jpeg_photo_of_a_sketch_with_noise():
+    truth = drawn()
+    rng = np.random.default_rng(0)
+    image = paint(truth, (235, 235, 230), (40, 40, 60)).astype(np.int16)
+    image = np.clip(image + rng.normal(0, 4, image.shape), 0, 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, "JPEG", quality=70)
+    mask = stroke_mask(Image.open(buffer))
+    assert agreement(mask, truth) > 0.9
+
+
+def test_crop_pad_resize_geometry():
+    # A 200 x 100 block of strokes at (x 150, y 80) on an 800 x 600 page.
+    page = np.full((600, 800, 3), 255, np.uint8)
+    page[80:180, 150:350] = 0
+    sketch = prepare_sketch(Image.fromarray(page), size=256, margin=0.1)
+    assert sketch.bbox == (150, 80, 350, 180)
+    assert sketch.mask.shape == (256, 256) and sketch.mask.dtype == bool
+    rows = np.flatnonzero(sketch.mask.any(axis=1))
+    cols = np.flatnonzero(sketch.mask.any(axis=0))
+    # square side = 200 + 2 * 20 px margin = 240 source px -> 256: the block spans 200/240 of the width,
+    # centred, and 100/240 of the height, centred.
+    scale = 256 / 240
+    assert abs(cols[0] - 20 * scale) <= 1.5 and abs(cols[-1] + 1 - 220 * scale) <= 1.5
+    assert abs(rows[0] - 70 * scale) <= 1.5 and abs(rows[-1] + 1 - 170 * scale) <= 1.5
+    preview = np.asarray(sketch.preview)
+    assert sketch.preview.mode == "RGB" and sketch.preview.size == (256, 256)
+    assert np.array_equal(preview[..., 0] == 0, sketch.mask) and set(np.unique(preview)) == {0, 255}
+
+
+def test_small_sketch_is_enlarged_without_thickening_much():
+    page = np.full((400, 400), 255, np.uint8)
+    page[190:210, 100:300] = 0   # 200 x 20 px bar, scaled by 512 / 224
+    sketch = prepare_sketch(page, size=512, margin=0.06)
+    rows = np.flatnonzero(sketch.mask.any(axis=1))
+    assert abs(len(rows) - 20 * 512 / 224) <= 2
+
+
+def test_thin_strokes_survive_a_large_downscale():
+    # 1 px lines on a 3000 px page: the crop is about 2700 px square, shrunk about 5x to 512.
+    page = np.full((3000, 3000), 255, np.uint8)
+    cv2.line(page, (150, 150), (2850, 2850), 0, 1)
+    cv2.line(page, (150, 2850), (2850, 150), 0, 1)
+    cv2.circle(page, (1500, 1500), 1000, 0, 1)
+    mask = prepare_sketch(page).mask
+    reference = np.zeros((512, 512), np.uint8)
+    # The same drawing made directly at 512 px (crop 2700 + 2 * 162 margin -> 512).
+    scale = 512 / (2700 + 2 * 162)
+    point = lambda x, y: (round((x - 150 + 162) * scale), round((y - 150 + 162) * scale))
+    cv2.line(reference, point(150, 150), point(2850, 2850), 1, 1)
+    cv2.line(reference, point(150, 2850), point(2850, 150), 1, 1)
+    cv2.circle(reference, point(1500, 1500), round(1000 * scale), 1, 1)
+    # The reference's rounding may differ by a pixel or two from the true geometry.
+    near = cv2.dilate(mask.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    assert near[reference > 0].mean() > 0.99  # every part of every line is still there
+    components = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)[0] - 1
+    assert components == 1                    # unbroken (the lines cross the circle)
+    assert mask.sum() < 3 * reference.sum()   # and not smeared into blobs
+
+
+@pytest.mark.parametrize("blank", ["white", "black", "specks", "noise", "transparent"])
+def test_blank_sketches_are_refused(blank):
+    rng = np.random.default_rng(1)
+    if blank == "white":
+        image = np.full((300, 300, 3), 255, np.uint8)
+    elif blank == "black":
+        image = np.zeros((300, 300, 3), np.uint8)
+    elif blank == "specks":  # a few stray pixels: sensor noise or a stray touch
+        image = np.full((300, 300, 3), 255, np.uint8)
+        image[rng.integers(0, 300, 5), rng.integers(0, 300, 5)] = 0
+    elif blank == "noise":
+        image = np.clip(rng.normal(240, 6, (300, 300, 3)), 0, 255).astype(np.uint8)
+    else:
+        image = np.zeros((300, 300, 4), np.uint8)
+    with pytest.raises(BlankSketchError, match="no strokes: draw something"):
+        prepare_sketch(Image.fromarray(image))
+
+
+def test_a_single_short_stroke_is_not_blank():
+    page = np.full((300, 300), 255, np.uint8)
+    cv2.line(page, (100, 150), (130, 150), 0, 2)
+    assert prepare_sketch(page).mask.any()
