@@ -70,7 +70,10 @@ def settings_from(args: argparse.Namespace) -> Settings:
 def setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    # The model libraries' own loading bars and advice would drown the program's output.
+
+
+def quiet_model_libraries() -> None:
+    """The model libraries' own loading bars and advice would drown the program's output."""
     import diffusers
     import transformers
     transformers.utils.logging.set_verbosity_error()

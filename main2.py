@@ -12,7 +12,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from cli_common import add_model_arguments, run_cli, settings_from, setup_logging
+from cli_common import (add_model_arguments, quiet_model_libraries, run_cli, settings_from,
+                        setup_logging)
 from errors import GalleryError, NotAnImageError, SketchSearchError
 
 
@@ -83,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         raise GalleryError(f"--gallery {gallery}: not a folder; pass the folder of your photos")
     settings = settings_from(args)
 
+    quiet_model_libraries()
     from pipeline import SketchSearch
     from results_grid import render_results_grid
     search = SketchSearch(settings)

@@ -1,0 +1,157 @@
+"""main2.py end to end on tiny checkpoints and a small real gallery (scikit-image's photos)."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+from skimage import data as photos
+
+import main2
+from tests.conftest import ROOT
+from tests.tiny_checkpoints import write_tiny_checkpoints
+
+PHOTOS = ["astronaut", "chelsea", "coffee", "rocket", "camera", "horse"]
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    return write_tiny_checkpoints(tmp_path_factory.mktemp("ckpt"), seed_blip_file=True)
+
+
+@pytest.fixture()
+def gallery(tmp_path):
+    folder = tmp_path / "gallery"
+    (folder / "trip").mkdir(parents=True)
+    for i, name in enumerate(PHOTOS):
+        array = getattr(photos, name)()
+        image = Image.fromarray(array).convert("RGB")
+        image.thumbnail((320, 320))
+        image.save(folder / ("trip" if i % 2 else ".") / f"{name}.jpg", quality=90)
+    (folder / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
+    return folder
+
+
+@pytest.fixture()
+def sketch(tmp_path):
+    image = Image.new("RGB", (400, 300), "white")
+    draw = ImageDraw.Draw(image)
+    draw.ellipse([120, 80, 280, 240], outline=(20, 120, 20), width=5)
+    draw.line([(140, 100), (160, 40), (200, 85)], fill=(20, 120, 20), width=5)
+    path = tmp_path / "cat sketch.png"
+    image.save(path)
+    return path
+
+
+def run_main2(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, str(ROOT / "main2.py"), *args], capture_output=True,
+                          text=True, env=env, cwd=ROOT, timeout=300)
+
+
+def test_end_to_end_then_second_run_embeds_nothing(checkpoints, gallery, sketch, tmp_path, capsys):
+    out = tmp_path / "out.json"
+    grid = tmp_path / "res" / "grid.png"
+    args = ["--image_path", str(sketch), "--gallery", str(gallery), "--checkpoints", str(checkpoints),
+            "--json", str(out), "--output", str(grid), "--top_k", "4"]
+    assert main2.main(args) == 0
+    result = json.loads(out.read_text())
+    assert set(result) == {"caption", "prompt", "generated_image", "results", "timings", "index"}
+    assert result["prompt"].startswith("Convert ")
+    scores = [hit["score"] for hit in result["results"]]
+    assert len(scores) == 4 and scores == sorted(scores, reverse=True)
+    assert all(-1.0 <= s <= 1.0 for s in scores)
+    indexed = {str(p) for p in gallery.rglob("*.jpg") if p.name != "corrupt.jpg"}
+    assert {hit["path"] for hit in result["results"]} <= indexed
+    assert result["index"]["added"] == len(PHOTOS)
+    assert [s["path"] for s in result["index"]["skipped"]] == ["corrupt.jpg"]
+    assert set(result["timings"]) >= {"captioning", "generating", "searching", "total"}
+    generated = Image.open(result["generated_image"])
+    assert generated.size == (512, 512)
+    with Image.open(grid) as picture:  # sketch + generated + 4 results, side by side
+        assert picture.width > 6 * 256 and picture.height > 256
+    table = capsys.readouterr().out
+    assert "corrupt.jpg" in table and result["caption"] in table
+
+    # The same run again: nothing to embed, the same answer.
+    assert main2.main(args) == 0
+    again = json.loads(out.read_text())
+    assert again["index"] == {"added": 0, "updated": 0, "removed": 0, "unchanged": len(PHOTOS),
+                              "skipped": result["index"]["skipped"]}
+    assert again["results"] == result["results"]
+
+    # A changed photo is embedded again, a deleted one leaves the index and the results.
+    changed = gallery / "astronaut.jpg"
+    Image.fromarray(np.flipud(np.asarray(Image.open(changed)))).save(changed, quality=90)
+    (gallery / "trip" / "chelsea.jpg").unlink()
+    assert main2.main([*args, "--top_k", "10"]) == 0
+    third = json.loads(out.read_text())
+    assert (third["index"]["added"], third["index"]["updated"], third["index"]["removed"]) == (0, 1, 1)
+    assert len(third["results"]) == len(PHOTOS) - 1
+    assert all("chelsea" not in hit["path"] for hit in third["results"])
+
+
+def test_same_seed_same_image_other_seed_differs(checkpoints, gallery, sketch, tmp_path):
+    def generated(seed: str, name: str) -> np.ndarray:
+        out = tmp_path / f"{name}.json"
+        assert main2.main(["--image_path", str(sketch), "--gallery", str(gallery), "--checkpoints",
+                           str(checkpoints), "--seed", seed, "--json", str(out),
+                           "--output", str(tmp_path / name / "grid.png")]) == 0
+        return np.asarray(Image.open(json.loads(out.read_text())["generated_image"]))
+
+    first, again, other = generated("3", "a"), generated("3", "b"), generated("4", "c")
+    assert np.array_equal(first, again)
+    assert not np.array_equal(first, other)
+
+
+def test_missing_checkpoints_stop_before_any_work(gallery, sketch, tmp_path):
+    empty = tmp_path / "no-models"
+    empty.mkdir()
+    before = sorted(p.name for p in gallery.rglob("*"))
+    done = run_main2("--image_path", str(sketch), "--gallery", str(gallery), "--checkpoints",
+                     str(empty), "--output", str(tmp_path / "res" / "g.png"))
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "python -m checkpoints.fetch" in lines[0]
+    assert "sd-turbo" in lines[0] and "Traceback" not in done.stderr
+    assert not (tmp_path / "res").exists()
+    assert sorted(p.name for p in gallery.rglob("*")) == before  # no index written either
+
+
+@pytest.mark.parametrize("case", ["blank", "not an image", "missing", "no gallery"])
+def test_bad_input_is_one_line_and_exit_2(checkpoints, gallery, tmp_path, case):
+    sketch = tmp_path / "sketch.png"
+    gallery_arg = str(gallery)
+    if case == "blank":
+        Image.new("RGB", (300, 300), "white").save(sketch)
+        expected = "no strokes"
+    elif case == "not an image":
+        sketch.write_text("these are words, not pixels")
+        expected = str(sketch)
+    elif case == "missing":
+        sketch = tmp_path / "nowhere.png"
+        expected = "no such file"
+    else:
+        shutil.copy(ROOT / "examples" / "sketches" / "cat.png", sketch)
+        gallery_arg = str(tmp_path / "absent")
+        expected = "not a folder"
+    done = run_main2("--image_path", str(sketch), "--gallery", gallery_arg,
+                     "--checkpoints", str(checkpoints), "--output", str(tmp_path / "r" / "g.png"))
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0]
+    assert not (tmp_path / "r").exists()
+
+
+def test_help_explains_every_flag():
+    done = run_main2("--help")
+    assert done.returncode == 0
+    for flag in ["--image_path", "--gallery", "--checkpoints", "--top_k", "--output", "--json",
+                 "--device", "--seed", "--gamma", "--embedder"]:
+        assert flag in done.stdout

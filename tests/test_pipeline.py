@@ -1,0 +1,76 @@
+"""The pipeline object: models loaded once, many queries, the fine-tuned captioner preferred."""
+from __future__ import annotations
+
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from errors import BlankSketchError, MissingCheckpointError
+from pipeline import SketchSearch
+from settings import Settings
+from tests.tiny_checkpoints import write_tiny_checkpoints
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    return write_tiny_checkpoints(tmp_path_factory.mktemp("ckpt"), seed_blip_file=True)
+
+
+@pytest.fixture(scope="module")
+def search(checkpoints, tmp_path_factory):
+    gallery = tmp_path_factory.mktemp("gallery")
+    for i, colour in enumerate(["red", "green", "blue"]):
+        image = Image.new("RGB", (120, 90), colour)
+        ImageDraw.Draw(image).rectangle([10 * i, 10, 60, 70], fill="white")
+        image.save(gallery / f"{colour}.png")
+    engine = SketchSearch(Settings(checkpoints=checkpoints, show_progress=False))
+    engine.load()
+    engine.index_gallery(gallery)
+    return engine
+
+
+def drawing(offset: int = 0) -> Image.Image:
+    image = Image.new("RGB", (256, 256), "white")
+    ImageDraw.Draw(image).line([(30 + offset, 40), (200, 220 - offset)], fill="red", width=6)
+    return image
+
+
+def test_models_load_once_and_answer_many_queries(search):
+    models = (search.captioner, search.generator, search.embedder)
+    search.load()
+    assert (search.captioner, search.generator, search.embedder) == models
+    first, second = search.query(drawing(0)), search.query(drawing(40))
+    assert (search.captioner, search.generator, search.embedder) == models
+    for result in (first, second):
+        assert len(result.results) == 3 and result.prompt.startswith("Convert")
+        assert set(result.timings) == {"preprocess", "captioning", "generating", "searching", "total"}
+    assert first.generated.tobytes() != second.generated.tobytes()
+    assert search.query(drawing(0)).generated.tobytes() == first.generated.tobytes()
+
+
+def test_stage_callback_names_each_stage(search):
+    stages = []
+    search.query(drawing(10), stage=stages.append)
+    assert stages == ["preprocess", "captioning", "generating", "searching"]
+
+
+def test_blank_sketch_is_refused(search):
+    with pytest.raises(BlankSketchError):
+        search.query(Image.new("RGB", (300, 200), (250, 250, 250)))
+
+
+def test_auto_captioner_prefers_the_seed_file(search, checkpoints):
+    tuned = torch.load(checkpoints / "blip_sketch.pt", weights_only=True)["model_state_dict"]
+    name = "text_decoder.cls.predictions.decoder.weight"
+    name = name if name in tuned else next(iter(tuned))
+    assert torch.equal(search.captioner.model.state_dict()[name], tuned[name])
+    stock = SketchSearch(Settings(checkpoints=checkpoints, captioner="stock"))
+    stock.load()
+    assert not torch.equal(stock.captioner.model.state_dict()[name], tuned[name])
+
+
+def test_missing_model_named_before_loading(tmp_path):
+    engine = SketchSearch(Settings(checkpoints=tmp_path))
+    with pytest.raises(MissingCheckpointError) as info:
+        engine.load()
+    assert "checkpoints.fetch" in str(info.value) and engine.captioner is None
