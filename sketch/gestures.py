@@ -1,0 +1,493 @@
+"""Finger counting and the air canvas's gestures, as pure functions on hand landmarks.
+
+Whether a finger is extended is read from geometry that stays the same when the hand
+turns in 3D, is mirrored (left or right hand, selfie view), shows its back or comes
+closer: angles between the palm and the finger's segments, distances relative to the
+hand's own size, and the thumb's direction in a frame built from the palm itself.
+A tiny logistic regression per finger (gesture_model.json, made by
+`python -m sketch.train_gestures`) weighs those few numbers; inference is numpy only.
+
+Evaluation on labelled photos (DIR/<N>/*, N = extended fingers, 0-5):
+    python -m sketch.gestures --eval DIR [--rotate 45] [--seed 0]
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import logging
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from errors import CheckpointFormatError, MissingCheckpointError, NotAnImageError, SketchSearchError
+
+if TYPE_CHECKING:  # only for type hints: this module never loads MediaPipe itself
+    from sketch.tracker import Hand, HandTracker
+
+logger = logging.getLogger(__name__)
+
+FINGERS = ("thumb", "index", "middle", "ring", "pinky")
+WRIST = 0
+# MediaPipe's landmark numbers: base (CMC or MCP), next joint, next joint, tip.
+FINGER_JOINTS = {
+    "thumb": (1, 2, 3, 4),
+    "index": (5, 6, 7, 8),
+    "middle": (9, 10, 11, 12),
+    "ring": (13, 14, 15, 16),
+    "pinky": (17, 18, 19, 20),
+}
+LONG_FINGER_FEATURES = ("bend", "pip_angle", "reach")
+THUMB_FEATURES = ("direction_across", "tip_across", "tip_to_pinky_base", "tip_to_nearest_finger")
+FEATURE_NAMES = {name: THUMB_FEATURES if name == "thumb" else LONG_FINGER_FEATURES for name in FINGERS}
+
+MODEL_PATH = Path(__file__).with_name("gesture_model.json")
+MODEL_FORMAT = "sketch-search finger model"
+_EPS = 1e-9
+
+
+# --- geometry -------------------------------------------------------------------------
+
+def as_points(landmarks: np.ndarray) -> np.ndarray:
+    """Landmarks as float64 (..., 21, 3); 2D landmarks get z = 0."""
+    points = np.asarray(landmarks, dtype=np.float64)
+    if points.ndim < 2 or points.shape[-2] != 21 or points.shape[-1] not in (2, 3):
+        raise ValueError(f"expected hand landmarks of shape (21, 3) or (21, 2), got {points.shape}")
+    if points.shape[-1] == 2:
+        points = np.concatenate([points, np.zeros(points.shape[:-1] + (1,))], axis=-1)
+    if not np.isfinite(points).all():
+        raise ValueError("hand landmarks contain NaN or infinite values")
+    return points
+
+
+def _norm(v: np.ndarray) -> np.ndarray:
+    return np.linalg.norm(v, axis=-1)
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / (_norm(v)[..., None] + _EPS)
+
+
+def _angle(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Angle between vectors in degrees (0: same direction)."""
+    cos = np.sum(_unit(a) * _unit(b), axis=-1)
+    return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+
+
+def finger_features(landmarks: np.ndarray) -> dict[str, np.ndarray]:
+    """Per finger, the invariant numbers the model reads: {finger: (..., n_features)}.
+
+    Pass points with the same unit on every axis (Hand.points_3d(), or MediaPipe's world
+    landmarks); normalised image landmarks of a non-square frame skew the angles.
+
+    Long fingers (index to pinky):
+      bend: angle between the palm's direction (wrist -> knuckle) and the finger's last
+            part (middle joint -> tip); about 0 straight, 90+ curled.
+      pip_angle: the angle at the middle joint (knuckle -> joint vs joint -> tip).
+      reach: tip-to-wrist over middle-joint-to-wrist distance; above 1 when extended.
+    Thumb, in a palm frame whose "across" axis runs from the pinky's knuckle to the
+    index's (so the same for either hand, facing either way):
+      direction_across: how much the thumb (its MCP -> tip) points away from the palm, across.
+      tip_across: how far the tip lies beyond the index knuckle, over the palm's width.
+      tip_to_pinky_base: tip to the pinky's knuckle over the palm's length.
+      tip_to_nearest_finger: tip to the nearest joint or tip of another finger over the
+            palm's length (small when the thumb touches or holds a finger).
+    """
+    p = as_points(landmarks)
+    wrist = p[..., WRIST, :]
+    features: dict[str, np.ndarray] = {}
+    for name in FINGERS[1:]:
+        base, middle_joint, _, tip = (p[..., i, :] for i in FINGER_JOINTS[name])
+        features[name] = np.stack([
+            _angle(base - wrist, tip - middle_joint),
+            _angle(middle_joint - base, tip - middle_joint),
+            _norm(tip - wrist) / (_norm(middle_joint - wrist) + _EPS),
+        ], axis=-1)
+
+    index_base, middle_base, pinky_base = p[..., 5, :], p[..., 9, :], p[..., 17, :]
+    across = index_base - pinky_base
+    palm_width = _norm(across) + _EPS
+    across = across / palm_width[..., None]
+    palm_length = _norm(middle_base - wrist) + _EPS
+    thumb_mcp, thumb_tip = p[..., 2, :], p[..., 4, :]
+    other_joints = p[..., [6, 7, 8, 10, 11, 12, 14, 15, 16, 18, 19, 20], :]
+    nearest = _norm(other_joints - thumb_tip[..., None, :]).min(axis=-1)
+    features["thumb"] = np.stack([
+        np.sum(_unit(thumb_tip - thumb_mcp) * across, axis=-1),
+        np.sum((thumb_tip - index_base) * across, axis=-1) / palm_width,
+        _norm(thumb_tip - pinky_base) / palm_length,
+        nearest / palm_length,
+    ], axis=-1)
+    return {name: features[name] for name in FINGERS}
+
+
+# --- the model ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class FingerClassifier:
+    """Logistic regression on one finger's standardised features: score > 0 means extended."""
+
+    features: tuple[str, ...]
+    mean: np.ndarray
+    scale: np.ndarray
+    weights: np.ndarray
+    bias: float
+
+    def score(self, values: np.ndarray) -> np.ndarray:
+        return ((values - self.mean) / self.scale) @ self.weights + self.bias
+
+    def to_json(self) -> dict:
+        return {"features": list(self.features), "mean": self.mean.tolist(), "scale": self.scale.tolist(),
+                "weights": self.weights.tolist(), "bias": float(self.bias)}
+
+
+@dataclass(frozen=True)
+class FingerModel:
+    """One classifier per finger, plus how it was made (training data, cross-validation)."""
+
+    classifiers: dict[str, FingerClassifier]
+    info: dict = field(default_factory=dict)
+
+    def scores(self, landmarks: np.ndarray) -> np.ndarray:
+        """(..., 5) scores, thumb to pinky; > 0 means extended."""
+        features = finger_features(landmarks)
+        return np.stack([self.classifiers[name].score(features[name]) for name in FINGERS], axis=-1)
+
+    def save(self, path: Path) -> None:
+        data = {"format": MODEL_FORMAT, "version": 1,
+                "fingers": {name: self.classifiers[name].to_json() for name in FINGERS},
+                "info": self.info}
+        Path(path).write_text(json.dumps(data, indent=1) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> FingerModel:
+        path = Path(path)
+        if not path.is_file():
+            raise MissingCheckpointError(
+                f"finger model {path} is missing: restore it from the repository or run "
+                "`python -m sketch.train_gestures DIR`")
+        try:
+            data = json.loads(path.read_text())
+            if data.get("format") != MODEL_FORMAT:
+                raise ValueError("not a finger model")
+            classifiers = {}
+            for name in FINGERS:
+                entry = data["fingers"][name]
+                if tuple(entry["features"]) != FEATURE_NAMES[name]:
+                    raise ValueError(f"{name} uses other features")
+                classifiers[name] = FingerClassifier(
+                    features=tuple(entry["features"]),
+                    mean=np.asarray(entry["mean"], dtype=np.float64),
+                    scale=np.asarray(entry["scale"], dtype=np.float64),
+                    weights=np.asarray(entry["weights"], dtype=np.float64),
+                    bias=float(entry["bias"]),
+                )
+                if not (classifiers[name].mean.shape == classifiers[name].scale.shape
+                        == classifiers[name].weights.shape == (len(FEATURE_NAMES[name]),)):
+                    raise ValueError(f"{name} has parameters of the wrong size")
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CheckpointFormatError(
+                f"{path} is not a finger model of this version ({exc}): "
+                "retrain it with `python -m sketch.train_gestures DIR`") from exc
+        return cls(classifiers=classifiers, info=data.get("info", {}))
+
+
+@functools.lru_cache(maxsize=4)
+def load_finger_model(path: Path = MODEL_PATH) -> FingerModel:
+    """The finger model, read once per path."""
+    return FingerModel.load(path)
+
+
+# --- counting -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ExtendedFingers:
+    """Which fingers are extended. Iterates thumb to pinky; len() is not the count: use .count."""
+
+    thumb: bool
+    index: bool
+    middle: bool
+    ring: bool
+    pinky: bool
+
+    def __iter__(self) -> Iterator[bool]:
+        return iter((self.thumb, self.index, self.middle, self.ring, self.pinky))
+
+    @property
+    def count(self) -> int:
+        return sum(self)
+
+
+def extended_fingers(landmarks: np.ndarray, handedness: str | None = None,
+                     model: FingerModel | None = None) -> ExtendedFingers:
+    """Which fingers of one hand (21 landmarks) are extended.
+
+    `handedness` is accepted for callers that have it but not needed: the geometry is
+    the same for a left hand, a right hand and a mirrored image.
+    """
+    points = as_points(landmarks)
+    if points.ndim != 2:
+        raise ValueError(f"expected one hand's (21, 3) landmarks, got {points.shape}")
+    scores = (model or load_finger_model()).scores(points)
+    return ExtendedFingers(*(bool(s > 0) for s in scores))
+
+
+def count_extended_fingers(landmarks: np.ndarray, handedness: str | None = None,
+                           model: FingerModel | None = None) -> int:
+    """How many fingers (0-5) of one hand are extended."""
+    return extended_fingers(landmarks, handedness, model).count
+
+
+# --- gestures -------------------------------------------------------------------------
+
+class Gesture(Enum):
+    PEN_UP = "pen_up"        # fist, or no hand: move without drawing
+    SAVE = "save"            # index finger only: search with the sketch
+    PEN_BLACK = "pen_black"  # two fingers
+    PEN_GREEN = "pen_green"  # three
+    PEN_RED = "pen_red"      # four
+    ERASER = "eraser"        # open hand
+
+    @property
+    def draws(self) -> bool:
+        """Whether the index fingertip leaves a mark (a pen or the eraser)."""
+        return self in (Gesture.PEN_BLACK, Gesture.PEN_GREEN, Gesture.PEN_RED, Gesture.ERASER)
+
+
+_GESTURE_BY_COUNT = {0: Gesture.PEN_UP, 1: Gesture.SAVE, 2: Gesture.PEN_BLACK,
+                     3: Gesture.PEN_GREEN, 4: Gesture.PEN_RED, 5: Gesture.ERASER}
+
+
+def gesture_for_count(count: int | None) -> Gesture:
+    """The gesture for a number of extended fingers; None (no hand) is PEN_UP."""
+    if count is None:
+        return Gesture.PEN_UP
+    if count not in _GESTURE_BY_COUNT:
+        raise ValueError(f"a hand has 0 to 5 extended fingers, got {count}")
+    return _GESTURE_BY_COUNT[count]
+
+
+def gesture_for_fingers(fingers: ExtendedFingers | None) -> Gesture:
+    """Like gesture_for_count, but one finger saves only when it is the index finger:
+    a thumbs-up or a lone little finger is not a request to search."""
+    if fingers is None:
+        return Gesture.PEN_UP
+    if fingers.count == 1 and not fingers.index:
+        return Gesture.PEN_UP
+    return gesture_for_count(fingers.count)
+
+
+def gesture_for_hand(hand: Hand | None, model: FingerModel | None = None) -> Gesture:
+    """The gesture a tracked hand shows (PEN_UP when there is no hand)."""
+    if hand is None:
+        return Gesture.PEN_UP
+    return gesture_for_fingers(extended_fingers(hand.points_3d(), hand.handedness, model))
+
+
+class GestureStabilizer:
+    """Holds the current gesture until a new one has been seen `frames` times in a row.
+
+    A finger half-way through bending can read as extended for a frame; without this the
+    pen colour would flicker. No hand (None) counts as PEN_UP.
+    """
+
+    def __init__(self, frames: int = 3, initial: Gesture = Gesture.PEN_UP) -> None:
+        if frames < 1:
+            raise ValueError(f"frames must be at least 1, got {frames}")
+        self.frames = frames
+        self._current = initial
+        self._candidate = initial
+        self._seen = 0
+
+    @property
+    def current(self) -> Gesture:
+        return self._current
+
+    def update(self, gesture: Gesture | None) -> Gesture:
+        """Feed one frame's gesture; returns the stable gesture after it."""
+        gesture = Gesture.PEN_UP if gesture is None else gesture
+        if gesture == self._current:
+            self._candidate, self._seen = gesture, 0
+            return self._current
+        if gesture == self._candidate:
+            self._seen += 1
+        else:
+            self._candidate, self._seen = gesture, 1
+        if self._seen >= self.frames:
+            self._current, self._seen = gesture, 0
+        return self._current
+
+    def reset(self, gesture: Gesture = Gesture.PEN_UP) -> None:
+        self._current = self._candidate = gesture
+        self._seen = 0
+
+
+# --- evaluation on labelled photos ----------------------------------------------------
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+class LabelledPhotosError(SketchSearchError):
+    """A folder given for evaluation or training is not laid out as DIR/<count>/<photo>."""
+
+
+def labelled_photos(root: Path) -> list[tuple[Path, int]]:
+    """(photo, extended-finger count) for every image in root/<N>/ with N in 0-5, sorted."""
+    root = Path(root)
+    if not root.is_dir():
+        raise LabelledPhotosError(f"{root} is not a folder: give a folder with subfolders 0 to 5 of hand photos")
+    photos = []
+    for folder in sorted(root.iterdir()):
+        if not folder.is_dir():
+            continue
+        if not (folder.name.isdigit() and 0 <= int(folder.name) <= 5):
+            logger.warning("skipping %s: not a finger count from 0 to 5", folder)
+            continue
+        photos += [(path, int(folder.name)) for path in sorted(folder.iterdir())
+                   if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES]
+    if not photos:
+        raise LabelledPhotosError(f"{root} has no photos in subfolders named 0 to 5 (the number of extended fingers)")
+    return photos
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """An image file as an RGB uint8 array, turned upright by its EXIF orientation."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+    except (OSError, UnidentifiedImageError) as exc:
+        raise NotAnImageError(f"{path} cannot be read as an image ({exc}); remove or replace it") from exc
+
+
+def rotate_photo(image: np.ndarray, degrees: float) -> np.ndarray:
+    """The photo turned counter-clockwise, on a canvas that holds all of it.
+
+    The new corners repeat the photo's edge pixels, so the background stays background
+    and an arm cut by the frame still runs out of it, as in a photo taken turned.
+    """
+    import cv2
+
+    height, width = image.shape[:2]
+    matrix = cv2.getRotationMatrix2D((width / 2, height / 2), degrees, 1.0)
+    cos, sin = abs(matrix[0, 0]), abs(matrix[0, 1])
+    new_w, new_h = int(round(height * sin + width * cos)), int(round(height * cos + width * sin))
+    matrix[0, 2] += new_w / 2 - width / 2
+    matrix[1, 2] += new_h / 2 - height / 2
+    return cv2.warpAffine(image, matrix, (new_w, new_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def rotation_angles(count: int, max_degrees: float, seed: int) -> np.ndarray:
+    """One angle in [-max_degrees, max_degrees] per photo, the same for the same seed."""
+    if max_degrees <= 0:
+        return np.zeros(count)
+    return np.random.default_rng(seed).uniform(-max_degrees, max_degrees, count)
+
+
+def detect_photos(paths: Sequence[Path], angles: Sequence[float] | None = None,
+                  tracker: HandTracker | None = None, progress: bool = True) -> list[Hand | None]:
+    """A hand (or None) for each photo, each first turned by its angle when angles are given."""
+    from tqdm import tqdm
+
+    from sketch.tracker import PHOTO_DETECTION_CONFIDENCE, HandTracker
+
+    own = tracker is None
+    if own:
+        tracker = HandTracker(static_image_mode=True, min_detection_confidence=PHOTO_DETECTION_CONFIDENCE)
+    try:
+        hands = []
+        for i, path in enumerate(tqdm(paths, desc="detecting hands", unit="photo", disable=not progress)):
+            image = read_rgb(path)
+            if angles is not None and angles[i]:
+                image = rotate_photo(image, float(angles[i]))
+            hands.append(tracker.detect_in_photo(image))
+        return hands
+    finally:
+        if own:
+            tracker.close()
+
+
+@dataclass
+class EvaluationResult:
+    labels: list[int]
+    counts: list[int | None]  # None: no hand detected
+
+    def table(self) -> list[tuple[int, int, int, float]]:
+        """(class, n, correct, accuracy) per class present."""
+        rows = []
+        for label in sorted(set(self.labels)):
+            pairs = [(t, c) for t, c in zip(self.labels, self.counts) if t == label]
+            correct = sum(t == c for t, c in pairs)
+            rows.append((label, len(pairs), correct, correct / len(pairs)))
+        return rows
+
+    @property
+    def missed(self) -> int:
+        return sum(c is None for c in self.counts)
+
+    @property
+    def accuracy(self) -> float:
+        return sum(t == c for t, c in zip(self.labels, self.counts)) / len(self.labels)
+
+
+def score_hands(labels: Sequence[int], hands: Iterable[Hand | None],
+                model: FingerModel | None = None) -> EvaluationResult:
+    counts = [None if hand is None else count_extended_fingers(hand.points_3d(), hand.handedness, model)
+              for hand in hands]
+    return EvaluationResult(labels=list(labels), counts=counts)
+
+
+def evaluate_folder(root: Path, rotate: float = 0.0, seed: int = 0, progress: bool = True) -> EvaluationResult:
+    """Count fingers on every photo of root/<N>/ (turned by up to `rotate` degrees, seeded)."""
+    photos = labelled_photos(root)
+    angles = rotation_angles(len(photos), rotate, seed) if rotate > 0 else None
+    hands = detect_photos([path for path, _ in photos], angles, progress=progress)
+    return score_hands([label for _, label in photos], hands)
+
+
+def report_lines(result: EvaluationResult) -> list[str]:
+    """The per-class table, the misses and, last, `accuracy: 0.xxxx`."""
+    lines = [f"{'class':>5}  {'n':>5}  {'correct':>7}  {'accuracy':>8}  {'no hand':>7}"]
+    for label, n, correct, accuracy in result.table():
+        missed = sum(c is None for t, c in zip(result.labels, result.counts) if t == label)
+        lines.append(f"{label:>5}  {n:>5}  {correct:>7}  {accuracy:>8.4f}  {missed:>7}")
+    lines.append(f"no hand detected: {result.missed} of {len(result.labels)} (counted as wrong)")
+    lines.append(f"accuracy: {result.accuracy:.4f}")
+    return lines
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sketch.gestures",
+                                     description="Measure the finger counter on labelled hand photos.")
+    parser.add_argument("--eval", dest="folder", type=Path, required=True,
+                        help="folder with subfolders 0-5 (extended fingers) of hand photos")
+    parser.add_argument("--rotate", type=float, default=0.0, metavar="DEGREES",
+                        help="turn each photo by a random angle in [-DEGREES, DEGREES] first")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random angles (default 0)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.rotate < 0:
+        raise LabelledPhotosError(f"--rotate must be 0 or more degrees, got {args.rotate}")
+    result = evaluate_folder(args.folder, rotate=args.rotate, seed=args.seed, progress=not args.no_progress)
+    print("\n".join(report_lines(result)))
+    return 0
+
+
+def _run() -> None:
+    try:
+        code = main()
+    except SketchSearchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        code = 2
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    _run()

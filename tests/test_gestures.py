@@ -1,0 +1,316 @@
+"""Finger counting: accuracy on the shared real photos (upright and turned), invariance of the
+geometry, the gesture mapping, the stabilizer, the model file, the training code and the CLI."""
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from errors import CheckpointFormatError, MissingCheckpointError
+from sketch.gestures import (
+    FINGER_JOINTS,
+    FINGERS,
+    ExtendedFingers,
+    FingerModel,
+    Gesture,
+    GestureStabilizer,
+    LabelledPhotosError,
+    count_extended_fingers,
+    detect_photos,
+    extended_fingers,
+    gesture_for_count,
+    gesture_for_fingers,
+    gesture_for_hand,
+    labelled_photos,
+    load_finger_model,
+    report_lines,
+    rotation_angles,
+    score_hands,
+)
+from sketch.tracker import PHOTO_DETECTION_CONFIDENCE, HandTracker
+from sketch.train_gestures import Detections, cross_validate, finger_labels, fit_logistic, fit_model, person_groups
+from tests.conftest import ROOT, shared_path
+
+# The issue's targets, for upright photos and for copies turned up to 45 degrees.
+MIN_ACCURACY = 0.98
+MIN_CLASS_ACCURACY = 0.90
+MAX_TURN = 45.0
+
+
+# --- real photos (detected once per test session) ---------------------------------------
+
+@pytest.fixture(scope="module")
+def photos():
+    return labelled_photos(shared_path("data", "hand-counts"))
+
+
+@pytest.fixture(scope="module")
+def detections(photos):
+    """{"upright"|"turned": [Hand | None per photo]}; the turns are the eval command's (seed 0)."""
+    paths = [path for path, _ in photos]
+    with HandTracker(static_image_mode=True, min_detection_confidence=PHOTO_DETECTION_CONFIDENCE) as tracker:
+        return {
+            "upright": detect_photos(paths, tracker=tracker, progress=False),
+            "turned": detect_photos(paths, rotation_angles(len(paths), MAX_TURN, seed=0), tracker=tracker,
+                                    progress=False),
+        }
+
+
+@pytest.mark.parametrize("copy", ["upright", "turned"])
+def test_finger_counts_on_real_photos_meet_the_target(photos, detections, copy):
+    labels = [label for _, label in photos]
+    result = score_hands(labels, detections[copy])
+    table = "\n".join(report_lines(result))
+    assert sorted({row[0] for row in result.table()}) == [0, 1, 2, 3, 4, 5]
+    assert result.accuracy >= MIN_ACCURACY, table
+    for label, n, correct, accuracy in result.table():
+        assert accuracy >= MIN_CLASS_ACCURACY, f"class {label}:\n{table}"
+
+
+def test_cross_validated_accuracy_holds_for_unseen_people(photos, detections):
+    """The training code's grouped k-fold on the session's detections: people left out of
+    training are counted about as well as the shipped model counts everyone."""
+    paths = [path for path, _ in photos]
+    counts = np.array([label for _, label in photos])
+    named = [finger_labels(path, count) for path, count in photos]
+    known = np.array([f is not None for f in named])
+    labels = np.array([f if f is not None else (0,) * 5 for f in named])
+    points = np.full((2, len(paths), 21, 3), np.nan)
+    for copy, name in enumerate(["upright", "turned"]):
+        for i, hand in enumerate(detections[name]):
+            if hand is not None:
+                points[copy, i] = hand.points_3d()
+    groups = person_groups(paths)
+    assert len(np.unique(groups)) >= 40  # about 42 people, 10 photos each
+    report = cross_validate(Detections(points, np.zeros((2, len(paths)))), labels, known, counts, groups,
+                            folds=5, l2=0.1, seed=0)
+    for name in ("upright", "turned"):
+        assert report[name]["accuracy"] >= MIN_ACCURACY, report
+        for c, (n, correct) in report[name]["per_class"].items():
+            assert correct / n >= MIN_CLASS_ACCURACY, (name, c, report)
+
+
+# --- invariance of the geometry -----------------------------------------------------------
+
+def _random_rotation(rng: np.random.Generator) -> np.ndarray:
+    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
+    q = q * np.sign(np.diag(r))
+    return q if np.linalg.det(q) > 0 else -q
+
+
+def _transformed(points: np.ndarray, rng: np.random.Generator, mirror: bool) -> np.ndarray:
+    moved = points @ _random_rotation(rng).T * rng.uniform(0.2, 5.0) + rng.normal(size=3) * 100
+    if mirror:
+        moved[:, 0] = -moved[:, 0]
+    return moved
+
+
+def test_counts_do_not_change_when_real_hands_turn_in_3d_or_are_mirrored(photos, detections):
+    rng = np.random.default_rng(1)
+    hands = [hand for hand in detections["upright"][::7] if hand is not None]
+    assert len(hands) >= 50
+    for hand in hands:
+        points = hand.points_3d()
+        expected = extended_fingers(points)
+        for mirror in (False, True):
+            assert extended_fingers(_transformed(points, rng, mirror)) == expected
+
+
+def _rot_x(degrees: float) -> np.ndarray:
+    a = np.radians(degrees)
+    return np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
+
+
+# A hand built from joint angles: x across the palm (towards the thumb), y from the wrist
+# along the palm, z out of the palm's front; the palm is 1 long.
+_KNUCKLES = {"index": (0.32, 0.95), "middle": (0.08, 1.0), "ring": (-0.15, 0.95), "pinky": (-0.35, 0.85)}
+_BONES = {"index": (0.42, 0.25, 0.2), "middle": (0.46, 0.29, 0.21), "ring": (0.42, 0.27, 0.2),
+          "pinky": (0.33, 0.2, 0.18)}
+_THUMB_OUT = [(0.2, 0.2, 0.05), (0.42, 0.42, 0.08), (0.62, 0.6, 0.1), (0.78, 0.75, 0.1)]
+_THUMB_ACROSS = [(0.2, 0.2, 0.05), (0.38, 0.42, 0.12), (0.25, 0.6, 0.25), (0.05, 0.65, 0.3)]
+
+
+def synthetic_hand(extended: tuple[int, ...]) -> np.ndarray:
+    points = np.zeros((21, 3))
+    for k, name in enumerate(FINGERS[1:], start=1):
+        joints = FINGER_JOINTS[name]
+        position = np.array([*_KNUCKLES[name], 0.0])
+        points[joints[0]] = position
+        flexion = (8, 5, 5) if extended[k] else (75, 100, 65)  # degrees at each joint
+        total = 0.0
+        for joint, length, bend in zip(joints[1:], _BONES[name], flexion):
+            total += bend
+            position = position + length * (_rot_x(total) @ np.array([0.0, 1.0, 0.0]))
+            points[joint] = position
+    points[1:5] = _THUMB_OUT if extended[0] else _THUMB_ACROSS
+    return points
+
+
+@pytest.mark.parametrize("extended", list(itertools.product([0, 1], repeat=5)))
+def test_synthetic_hands_in_any_pose_and_orientation(extended):
+    rng = np.random.default_rng(sum(b << i for i, b in enumerate(extended)))
+    points = synthetic_hand(extended)
+    for mirror in (False, True, False):
+        moved = _transformed(points, rng, mirror)
+        assert tuple(extended_fingers(moved)) == tuple(bool(b) for b in extended)
+        assert count_extended_fingers(moved, handedness="Left") == sum(extended)
+
+
+def test_two_dimensional_landmarks_are_accepted_and_bad_shapes_refused():
+    flat = synthetic_hand((1, 1, 1, 1, 1))[:, :2]
+    assert 0 <= count_extended_fingers(flat) <= 5
+    with pytest.raises(ValueError, match="21"):
+        count_extended_fingers(np.zeros((20, 3)))
+    with pytest.raises(ValueError, match="NaN"):
+        count_extended_fingers(np.full((21, 3), np.nan))
+
+
+# --- gestures -----------------------------------------------------------------------------
+
+def test_gesture_for_count():
+    assert [gesture_for_count(n) for n in range(6)] == [
+        Gesture.PEN_UP, Gesture.SAVE, Gesture.PEN_BLACK, Gesture.PEN_GREEN, Gesture.PEN_RED, Gesture.ERASER]
+    assert gesture_for_count(None) is Gesture.PEN_UP
+    with pytest.raises(ValueError):
+        gesture_for_count(6)
+    assert [g.draws for g in (Gesture.PEN_UP, Gesture.SAVE, Gesture.PEN_BLACK, Gesture.ERASER)] == [
+        False, False, True, True]
+
+
+def test_one_finger_saves_only_when_it_is_the_index():
+    assert gesture_for_fingers(ExtendedFingers(False, True, False, False, False)) is Gesture.SAVE
+    assert gesture_for_fingers(ExtendedFingers(True, False, False, False, False)) is Gesture.PEN_UP
+    assert gesture_for_fingers(ExtendedFingers(False, False, False, False, True)) is Gesture.PEN_UP
+    assert gesture_for_fingers(ExtendedFingers(True, True, True, False, False)) is Gesture.PEN_GREEN
+    assert gesture_for_fingers(None) is Gesture.PEN_UP
+    assert ExtendedFingers(True, True, False, False, True).count == 3
+
+
+def test_gesture_for_detected_hands(photos, detections):
+    wanted = {1: Gesture.SAVE, 2: Gesture.PEN_BLACK, 4: Gesture.PEN_RED, 5: Gesture.ERASER, 0: Gesture.PEN_UP}
+    for (_, label), hand in list(zip(photos, detections["upright"]))[::5]:
+        if label in wanted and hand is not None:
+            assert gesture_for_hand(hand) is wanted[label]
+    assert gesture_for_hand(None) is Gesture.PEN_UP
+
+
+def test_stabilizer_changes_only_after_n_frames_in_a_row():
+    stabilizer = GestureStabilizer(frames=3)
+    assert stabilizer.current is Gesture.PEN_UP
+    seen = [stabilizer.update(g) for g in [Gesture.PEN_RED, Gesture.PEN_RED, Gesture.PEN_GREEN,
+                                           Gesture.PEN_RED, Gesture.PEN_RED, Gesture.PEN_RED]]
+    assert seen == [Gesture.PEN_UP] * 5 + [Gesture.PEN_RED]
+    # a one-frame flicker does not change the pen, and resets the count
+    seen = [stabilizer.update(g) for g in [Gesture.PEN_BLACK, Gesture.PEN_RED, Gesture.PEN_BLACK,
+                                           Gesture.PEN_BLACK, Gesture.PEN_BLACK]]
+    assert seen == [Gesture.PEN_RED] * 4 + [Gesture.PEN_BLACK]
+    # no hand counts as PEN_UP
+    seen = [stabilizer.update(None) for _ in range(3)]
+    assert seen == [Gesture.PEN_BLACK, Gesture.PEN_BLACK, Gesture.PEN_UP]
+    stabilizer.reset(Gesture.ERASER)
+    assert stabilizer.current is Gesture.ERASER
+
+
+def test_stabilizer_of_one_frame_follows_at_once_and_zero_is_refused():
+    stabilizer = GestureStabilizer(frames=1)
+    assert stabilizer.update(Gesture.SAVE) is Gesture.SAVE
+    with pytest.raises(ValueError):
+        GestureStabilizer(frames=0)
+
+
+# --- the model file and its training code --------------------------------------------------
+
+def test_shipped_model_is_tiny_and_records_its_cross_validation():
+    model = load_finger_model()
+    assert sum(c.weights.size + 1 for c in model.classifiers.values()) <= 30
+    cv = model.info["cross_validation"]
+    assert cv["upright"]["accuracy"] >= MIN_ACCURACY and cv["turned"]["accuracy"] >= MIN_ACCURACY
+
+
+def test_model_round_trip_and_bad_files(tmp_path):
+    model = load_finger_model()
+    path = tmp_path / "model.json"
+    model.save(path)
+    again = FingerModel.load(path)
+    hand = synthetic_hand((0, 1, 1, 0, 0))
+    assert np.allclose(again.scores(hand), model.scores(hand))
+    with pytest.raises(MissingCheckpointError, match="train_gestures"):
+        FingerModel.load(tmp_path / "absent.json")
+    data = json.loads(path.read_text())
+    data["fingers"]["ring"]["weights"] = [1.0]
+    path.write_text(json.dumps(data))
+    with pytest.raises(CheckpointFormatError, match="wrong size"):
+        FingerModel.load(path)
+    path.write_text("{not json")
+    with pytest.raises(CheckpointFormatError):
+        FingerModel.load(path)
+
+
+def test_fit_logistic_separates_and_fit_model_learns_synthetic_hands():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 2))
+    y = (x[:, 0] - 0.5 * x[:, 1] > 0.2).astype(float)
+    fitted = fit_logistic(x, y, l2=0.01)
+    assert ((fitted.score(x) > 0) == y.astype(bool)).mean() > 0.97
+
+    poses = list(itertools.product([0, 1], repeat=5))
+    points = np.stack([_transformed(synthetic_hand(p), rng, mirror=i % 2 == 1)
+                       for i, p in enumerate(poses * 4)])
+    labels = np.array(poses * 4)
+    from sketch.gestures import finger_features
+    model = fit_model(finger_features(points), labels, np.ones(len(labels), dtype=bool), l2=0.1)
+    assert ((model.scores(points) > 0) == labels.astype(bool)).all()
+
+
+def test_person_groups_and_finger_labels():
+    names = ["asl0_IMG_1118.JPG", "asl3_IMG_1121.JPG", "asl8_IMG_1167.JPG", "asl0_IMG_1169.JPG", "hand.png"]
+    groups = person_groups([Path(n) for n in names])
+    assert groups[0] == groups[1] and groups[2] == groups[3] and groups[1] != groups[2]
+    assert groups[4] not in groups[:4]
+    assert finger_labels(Path("asl7_IMG_1.JPG"), 3) == (0, 1, 1, 0, 1)
+    assert finger_labels(Path("x.jpg"), 3) is None
+    assert finger_labels(Path("x.jpg"), 4) == (0, 1, 1, 1, 1)
+    from errors import SketchSearchError
+    with pytest.raises(SketchSearchError, match="folder 2"):
+        finger_labels(Path("asl5_IMG_1.JPG"), 2)
+
+
+# --- the evaluation command ----------------------------------------------------------------
+
+def _run_eval(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "sketch.gestures", "--no-progress", *args],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_eval_command_prints_a_table_and_accuracy_last(photos, tmp_path):
+    for path, label in photos[::20]:  # a couple of photos per class
+        (tmp_path / str(label)).mkdir(exist_ok=True)
+        shutil.copy(path, tmp_path / str(label) / path.name)
+    result = _run_eval("--eval", str(tmp_path), "--rotate", "30")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].split() == ["class", "n", "correct", "accuracy", "no", "hand"]
+    rows = [line.split() for line in lines[1:-2]]
+    assert [int(r[0]) for r in rows] == sorted({label for _, label in photos[::20]})
+    assert sum(int(r[1]) for r in rows) == len(photos[::20])
+    assert re.fullmatch(r"no hand detected: \d+ of \d+ \(counted as wrong\)", lines[-2])
+    match = re.fullmatch(r"accuracy: (\d\.\d{4})", lines[-1])
+    assert match and float(match.group(1)) >= 0.9
+
+
+def test_eval_command_refuses_a_bad_folder_in_one_line(tmp_path):
+    for folder in (tmp_path / "absent", tmp_path):
+        result = _run_eval("--eval", str(folder))
+        assert result.returncode == 2
+        assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith("error: ")
+    with pytest.raises(LabelledPhotosError, match="subfolders named 0 to 5"):
+        labelled_photos(tmp_path)
