@@ -1,0 +1,142 @@
+"""Frames per second of the air canvas loop (main.py --no-window), idle and while searches run.
+
+    .venv/bin/python bench/bench_loop.py [--frames 300] [--checkpoints DIR] [--gallery DIR]
+
+The camera is a 640 x 480 video of a real hand photo (../shared/data/hand-counts) moving in
+circles, so every frame costs a hand-tracking pass and a stroke update, like a drawing user.
+Run 1: no search. Run 2: the real pipeline (SketchSearch; tiny random models from
+tests/tiny_checkpoints when --checkpoints is not given), loaded beforehand, with queries submitted
+back to back so one is always running on the worker thread while the loop runs. The worker's
+torch threads are capped (OMP_NUM_THREADS = cores - 1, as main.py does) so the loop keeps a core.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+os.environ.setdefault("GLOG_minloglevel", "2")
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from sketch.app import AirCanvasApp, AppOptions, reserve_core_for_loop  # noqa: E402
+
+reserve_core_for_loop()
+
+
+def hand_video(path: Path, frames: int) -> Path:
+    from tests.test_air_canvas_video import hand_video_frames, write_video
+
+    def circles():
+        produced = 0
+        while True:  # the pen hand circling, again and again; no save gesture
+            for frame, label in hand_video_frames(hold=0, tail=0, turns=1.0):
+                yield frame, label
+                produced += 1
+                if produced == frames:
+                    return
+    return write_video(path, circles())
+
+
+def summarise(frames: list[tuple[float, float, bool]]) -> dict:
+    """fps and frame times (wall clock), and the CPU time per frame of the whole process
+    (MediaPipe runs on its own threads; while busy this includes the worker)."""
+    if not frames:
+        return {"frames": 0}
+    wall = sorted(seconds for seconds, _, _ in frames)
+    cpu = [seconds for _, seconds, _ in frames]
+    return {"frames": len(wall), "fps": round(len(wall) / sum(wall), 1),
+            "median_ms": round(1000 * statistics.median(wall), 1),
+            "p95_ms": round(1000 * wall[int(0.95 * (len(wall) - 1))], 1),
+            "process_cpu_ms": round(1000 * statistics.mean(cpu), 1),
+            "load_average": round(os.getloadavg()[0], 2)}
+
+
+def run_idle(video: Path, out: Path) -> dict:
+    app = AirCanvasApp(AppOptions(source=video, sketch_dir=out, window=False))
+    app.run()
+    return summarise(list(app.stats.frame_seconds)[5:])  # skip the tracker's warm-up
+
+
+def run_busy(video: Path, out: Path, checkpoints: Path, gallery: Path | None) -> dict:
+    from PIL import Image
+
+    from cli_common import setup_logging
+    from pipeline import SketchSearch
+    from settings import Settings
+
+    setup_logging(False)  # quiet the model libraries' loading bars
+
+    search = SketchSearch(Settings(checkpoints=checkpoints, show_progress=False))
+    search.load()
+    if gallery is not None:
+        search.index_gallery(gallery)
+    app = AirCanvasApp(AppOptions(source=video, sketch_dir=out, window=False, gallery=gallery), search)
+    sketch = Image.open(ROOT / "examples" / "sketches" / "cat.png").convert("RGB")
+    stop = threading.Event()
+    queries = []
+    query_seconds = []
+
+    def feed() -> None:  # keep one query always queued or running
+        app.worker.loaded.wait()
+        while not stop.is_set():
+            if not app.worker.busy:
+                app.worker.submit(sketch, out / f"bench-{len(queries):03d}.png")
+                queries.append(time.perf_counter())
+            for outcome in app.worker.finished():
+                if outcome.json_path:
+                    query_seconds.append(json.loads(outcome.json_path.read_text())["timings"]["total"])
+            time.sleep(0.005)
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    try:
+        app.run()
+    finally:
+        stop.set()
+        feeder.join()
+    summary = summarise([frame for frame in list(app.stats.frame_seconds)[5:] if frame[2]])
+    summary["queries_started"] = len(queries)
+    summary["query_seconds_median"] = round(statistics.median(query_seconds), 2) if query_seconds else None
+    return summary
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=300, help="frames per run (default 300)")
+    parser.add_argument("--checkpoints", type=Path, default=None,
+                        help="models for the busy run (default: tiny random ones, written to a temp dir)")
+    parser.add_argument("--gallery", type=Path, default=ROOT / "examples" / "gallery",
+                        help="photos indexed for the busy run (default examples/gallery)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the numbers as JSON")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        video = hand_video(tmp / "hands.avi", args.frames)
+        idle = run_idle(video, tmp / "idle")
+        print(f"idle : {idle}", flush=True)
+        checkpoints = args.checkpoints
+        if checkpoints is None:
+            from tests.tiny_checkpoints import write_tiny_checkpoints
+            checkpoints = write_tiny_checkpoints(tmp / "checkpoints")
+        busy = run_busy(video, tmp / "busy", checkpoints, args.gallery)
+        print(f"busy : {busy}", flush=True)
+    numbers = {"cpu_count": os.cpu_count(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+               "frames": args.frames, "idle": idle, "busy": busy}
+    if args.json:
+        args.json.write_text(json.dumps(numbers, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,190 @@
+"""What the window shows, drawn with OpenCV: the live view with its cursor and save ring, a status
+bar under it, and a side panel with the help or the last search's results.
+
+Layout (pixels):  [ live view (640 x h) | side panel (PANEL_WIDTH) ]
+                  [ status bar (BAR_HEIGHT), full width             ]
+The side panel changes only when a search ends, so callers render it once and reuse it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+PANEL_WIDTH = 480
+BAR_HEIGHT = 48
+GAP = 8
+BIG_TILE = 140          # sketch and generated image
+TILE = 148              # gallery photos, three to a row
+TILE_COLUMNS = 3
+RESULTS_TOP = 196       # y of the first gallery row in the panel
+
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+PANEL_BG = (38, 38, 38)
+BAR_BG = (24, 24, 24)
+TEXT = (235, 235, 235)
+DIM = (150, 150, 150)
+ACCENT = (60, 200, 255)   # the save ring and the results' scores (amber)
+ERROR = (80, 80, 255)
+
+HELP_LINES = [
+    "Draw in the air with your index finger:",
+    "  2 fingers   black pen",
+    "  3 fingers   green pen",
+    "  4 fingers   red pen",
+    "  5 fingers   eraser",
+    "  fist / no hand   pen up",
+    "  1 finger, hold   save and search",
+    "",
+    "Keys:  R clear   Z undo   S save + search",
+    "       Q or Esc quit",
+]
+
+
+@dataclass
+class ResultsView:
+    """One search's results, as images ready to paste (BGR arrays)."""
+    sketch: np.ndarray
+    generated: np.ndarray
+    caption: str
+    photos: list[tuple[str, float, np.ndarray | None]] = field(default_factory=list)  # name, score, thumb
+    gallery_size: int = 0
+    seconds: float = 0.0
+
+
+def text(image: np.ndarray, line: str, origin: tuple[int, int], scale: float = 0.5,
+         color=TEXT, thickness: int = 1) -> None:
+    cv2.putText(image, line, origin, FONT, scale, color, thickness, cv2.LINE_AA)
+
+
+def fit_text(line: str, width: int, scale: float = 0.5) -> str:
+    """Shorten `line` in the middle until it fits `width` pixels (long photo names)."""
+    if cv2.getTextSize(line, FONT, scale, 1)[0][0] <= width:
+        return line
+    while len(line) > 4 and cv2.getTextSize(line + "...", FONT, scale, 1)[0][0] > width:
+        middle = len(line) // 2
+        line = line[:middle - 1] + line[middle + 1:]
+    return line[:len(line) // 2] + "..." + line[len(line) // 2:]
+
+
+def wrap_text(line: str, width: int, scale: float = 0.5, max_lines: int = 6) -> list[str]:
+    words, lines, current = line.split(), [], ""
+    for word in words:
+        candidate = f"{current} {word}".strip()
+        if cv2.getTextSize(candidate, FONT, scale, 1)[0][0] <= width or not current:
+            current = candidate
+        else:
+            lines.append(current)
+            current = word
+    if current:
+        lines.append(current)
+    if len(lines) > max_lines:
+        lines = lines[:max_lines]
+        lines[-1] = fit_text(lines[-1] + " ...", width, scale)
+    return [fit_text(line, width, scale) for line in lines]
+
+
+def fit_image(image: np.ndarray, side: int, background=(255, 255, 255)) -> np.ndarray:
+    """`image` scaled to fit a `side` x `side` square, centred on `background`."""
+    h, w = image.shape[:2]
+    scale = side / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    resized = cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    tile = np.full((side, side, 3), background, np.uint8)
+    top, left = (side - size[1]) // 2, (side - size[0]) // 2
+    tile[top:top + size[1], left:left + size[0]] = resized
+    return tile
+
+
+# -- live view ------------------------------------------------------------------------------------
+def draw_cursor(view: np.ndarray, point: tuple[float, float], color, radius: int) -> None:
+    center = (int(round(point[0])), int(round(point[1])))
+    cv2.circle(view, center, radius + 2, (255, 255, 255), 2, cv2.LINE_AA)
+    cv2.circle(view, center, radius, color, 2, cv2.LINE_AA)
+
+
+def draw_hold_ring(view: np.ndarray, point: tuple[float, float], progress: float) -> None:
+    """The save gesture's ring: fills clockwise from the top while the gesture is held."""
+    center = (int(round(point[0])), int(round(point[1])))
+    cv2.circle(view, center, 28, (90, 90, 90), 4, cv2.LINE_AA)
+    end = -90 + 360 * min(max(progress, 0.0), 1.0)
+    cv2.ellipse(view, center, (28, 28), 0, -90, end, ACCENT, 6, cv2.LINE_AA)
+
+
+def draw_toast(view: np.ndarray, message: str, error: bool = False) -> None:
+    """A one-line message across the top of the live view."""
+    line = fit_text(message, view.shape[1] - 2 * GAP, 0.6)
+    (w, h), _ = cv2.getTextSize(line, FONT, 0.6, 2)
+    x = (view.shape[1] - w) // 2
+    cv2.rectangle(view, (x - GAP, 8), (x + w + GAP, 8 + h + 2 * GAP), (0, 0, 0), -1)
+    text(view, line, (x, 8 + h + GAP), 0.6, ERROR if error else TEXT, 2)
+
+
+# -- status bar -----------------------------------------------------------------------------------
+def render_bar(width: int, tool: str, tool_color, status: str, fps: float,
+               status_is_error: bool = False) -> np.ndarray:
+    bar = np.full((BAR_HEIGHT, width, 3), BAR_BG, np.uint8)
+    swatch = (GAP, GAP, GAP + BAR_HEIGHT - 2 * GAP, BAR_HEIGHT - GAP)
+    cv2.rectangle(bar, swatch[:2], swatch[2:], tool_color, -1)
+    cv2.rectangle(bar, swatch[:2], swatch[2:], (255, 255, 255), 1)
+    text(bar, tool, (swatch[2] + GAP, 30), 0.6, TEXT, 2)
+    fps_text = f"{fps:4.1f} fps"
+    fps_width = cv2.getTextSize(fps_text, FONT, 0.5, 1)[0][0]
+    left = 200
+    text(bar, fit_text(status, width - left - fps_width - 3 * GAP, 0.55), (left, 30), 0.55,
+         ERROR if status_is_error else ACCENT, 1)
+    text(bar, fps_text, (width - fps_width - GAP, 30), 0.5, DIM)
+    return bar
+
+
+# -- side panel -----------------------------------------------------------------------------------
+def render_panel(height: int, results: ResultsView | None) -> np.ndarray:
+    panel = np.full((height, PANEL_WIDTH, 3), PANEL_BG, np.uint8)
+    if results is None:
+        text(panel, "Sketch search", (GAP * 2, 36), 0.8, TEXT, 2)
+        for i, line in enumerate(HELP_LINES):
+            text(panel, line, (GAP * 2, 76 + 24 * i), 0.5, TEXT if i == 0 else DIM)
+        return panel
+    # Row 1: sketch and generated image, the caption beside them.
+    for column, (image, label) in enumerate([(results.sketch, "sketch"), (results.generated, "generated")]):
+        x = GAP + column * (BIG_TILE + GAP)
+        panel[GAP:GAP + BIG_TILE, x:x + BIG_TILE] = fit_image(image, BIG_TILE)
+        text(panel, label, (x, GAP + BIG_TILE + 16), 0.45, DIM)
+    caption_x = GAP + 2 * (BIG_TILE + GAP)
+    caption_width = PANEL_WIDTH - caption_x - GAP
+    text(panel, "caption", (caption_x, 22), 0.45, DIM)
+    for i, line in enumerate(wrap_text(results.caption or "(none)", caption_width, 0.5, 5)):
+        text(panel, line, (caption_x, 44 + 20 * i), 0.5, TEXT)
+    text(panel, f"{results.seconds:.1f} s", (caption_x, GAP + BIG_TILE), 0.45, DIM)
+    # Rows 2-: the gallery's best matches with their cosine scores.
+    rows = max(0, (height - RESULTS_TOP) // (TILE + GAP))
+    shown = results.photos[:rows * TILE_COLUMNS]
+    heading = (f"top {len(results.photos)} of {results.gallery_size} photos"
+               if results.gallery_size else "no gallery photos to compare with")
+    text(panel, heading, (GAP, RESULTS_TOP - 8), 0.5, TEXT)
+    for i, (name, score, thumb) in enumerate(shown):
+        x = GAP + (i % TILE_COLUMNS) * (TILE + GAP)
+        y = RESULTS_TOP + (i // TILE_COLUMNS) * (TILE + GAP)
+        if thumb is None:  # removed since indexing
+            panel[y:y + TILE, x:x + TILE] = (90, 90, 90)
+        else:
+            panel[y:y + TILE, x:x + TILE] = fit_image(thumb, TILE, (0, 0, 0))
+        # Name above, rank and cosine score below, each on a dark strip over the photo.
+        cv2.rectangle(panel, (x, y), (x + TILE - 1, y + 19), (0, 0, 0), -1)
+        cv2.rectangle(panel, (x, y + TILE - 22), (x + TILE - 1, y + TILE - 1), (0, 0, 0), -1)
+        text(panel, fit_text(name, TILE - 8, 0.4), (x + 4, y + 14), 0.4, TEXT)
+        text(panel, f"{i + 1}. {score:.3f}", (x + 4, y + TILE - 6), 0.5, ACCENT, 1)
+    if len(results.photos) > len(shown):
+        text(panel, f"+{len(results.photos) - len(shown)} more in the JSON", (GAP, height - GAP), 0.45, DIM)
+    return panel
+
+
+def compose(view: np.ndarray, panel: np.ndarray, bar: np.ndarray) -> np.ndarray:
+    """The whole window: view and panel side by side, the bar under both."""
+    h, w = view.shape[:2]
+    window = np.empty((h + BAR_HEIGHT, w + PANEL_WIDTH, 3), np.uint8)
+    window[:h, :w] = view
+    window[:, w:] = panel
+    window[h:, :w] = bar
+    return window
