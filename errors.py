@@ -27,3 +27,7 @@ class NotAnImageError(SketchSearchError):
 
 class GalleryError(SketchSearchError):
     """The gallery folder or its index cannot be used."""
+
+
+class CameraError(SketchSearchError):
+    """No camera, a camera that stopped, or a video file that cannot be read."""

@@ -6,15 +6,12 @@ results grid (and, with --json, the same as JSON).
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import sys
-import tempfile
 from pathlib import Path
 
 from cli_common import (add_model_arguments, quiet_model_libraries, run_cli, settings_from,
                         setup_logging)
 from errors import GalleryError, NotAnImageError, SketchSearchError
+from result_files import save_query_files, write_atomically
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -33,19 +30,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.gallery is None:
         parser.error("--gallery is required: the folder of photos to search")
     return args
-
-
-def write_atomically(path: Path, write) -> None:
-    """Write through a temporary file in the same folder so a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def print_report(data: dict, output: Path, skipped_shown: int = 10) -> None:
@@ -95,7 +79,6 @@ def main(argv: list[str] | None = None) -> int:
 
     output = args.output or Path("results") / f"{sketch_path.stem}_results.png"
     generated_path = output.with_name(f"{sketch_path.stem}_generated.png")
-    write_atomically(generated_path, lambda p: result.generated.save(p, format="PNG"))
     thumbs = []
     for path, score in result.results:
         try:
@@ -104,9 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             thumbs.append((path, None, score))
     grid = render_results_grid(result.sketch.preview, result.generated, thumbs, result.caption)
     write_atomically(output, lambda p: grid.save(p, format="PNG"))
-    data = result.to_dict(generated_path, report)
-    if args.json:
-        write_atomically(args.json, lambda p: p.write_text(json.dumps(data, indent=2)))
+    data = save_query_files(result, report, generated_path, args.json)
     print_report(data, output)
     return 0
 

@@ -8,16 +8,13 @@ through that worker and never imports torch.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import queue
 import sys
 import threading
 import time
-import uuid
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -26,7 +23,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from errors import BlankSketchError, SketchSearchError
+from errors import BlankSketchError, CameraError, SketchSearchError
+from result_files import save_query_files, write_atomically
 from sketch import overlay
 from sketch.canvas import BLACK, ERASER_WIDTH, GREEN, PEN_WIDTH, RED, Canvas
 from sketch.gestures import Gesture, GestureStabilizer, gesture_for_hand
@@ -42,10 +40,6 @@ STABLE_FRAMES = 3           # frames a gesture must persist before the tool chan
 TOAST_SECONDS = 3.0
 CAMERA_GRACE_SECONDS = 2.0  # a webcam that gives no frame for this long has failed
 INDEX_FINGERTIP = 8
-
-
-class CameraError(SketchSearchError):
-    """No camera, a camera that stopped, or a video file that cannot be read."""
 
 
 @dataclass(frozen=True)
@@ -78,22 +72,6 @@ def reserve_core_for_loop() -> None:
     Must run before torch is imported (it reads OMP_NUM_THREADS once); a value the user set wins.
     """
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 2) - 1)))
-
-
-def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
-    """Write through a temporary file in the same folder, so a crash never leaves half a file.
-
-    The temporary name is made here rather than by mkstemp, whose files are private (0600):
-    saved sketches get the usual permissions (umask) like any file the user makes.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:12]}.tmp{path.suffix}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 # -- frames ---------------------------------------------------------------------------------------
@@ -344,9 +322,7 @@ class SearchWorker:
             result = self.search.query(sketch, stage=lambda name: self._say(f"{name}..."))
             generated_path = sketch_path.with_name(f"{sketch_path.stem}-generated.png")
             json_path = sketch_path.with_suffix(".json")
-            write_atomically(generated_path, lambda p: result.generated.save(p, format="PNG"))
-            data = result.to_dict(generated_path, self._index_report)
-            write_atomically(json_path, lambda p: p.write_text(json.dumps(data, indent=2)))
+            save_query_files(result, self._index_report, generated_path, json_path)
             view = overlay.ResultsView(
                 sketch=_bgr(sketch), generated=_bgr(result.generated), caption=result.caption,
                 photos=[(Path(path).name, score, _thumbnail(path)) for path, score in result.results],

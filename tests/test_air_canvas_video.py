@@ -237,7 +237,8 @@ def test_keys_undo_save_clear_and_a_blank_save_shown_on_screen(circle_video, tmp
 def test_camera_failing_mid_run_saves_the_sketch_so_far(circle_video, tmp_path):
     """A webcam unplugged while drawing: stand in for it with the video, cut off mid-circle."""
     from errors import SketchSearchError
-    from sketch.app import AirCanvasApp, AppOptions, CameraError, FrameSource
+    from errors import CameraError
+    from sketch.app import AirCanvasApp, AppOptions, FrameSource
 
     class UnpluggedCamera(FrameSource):
         def read(self):
@@ -257,7 +258,8 @@ def test_camera_failing_mid_run_saves_the_sketch_so_far(circle_video, tmp_path):
 
 
 def test_camera_failing_before_any_drawing_saves_nothing(circle_video, tmp_path):
-    from sketch.app import AirCanvasApp, AppOptions, CameraError, FrameSource
+    from errors import CameraError
+    from sketch.app import AirCanvasApp, AppOptions, FrameSource
 
     class UnpluggedCamera(FrameSource):
         def read(self):
