@@ -19,7 +19,7 @@ def _unit_interval(text: str) -> float:
     return value
 
 
-def _positive(text: str) -> int:
+def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text} is not a positive number")
@@ -33,7 +33,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoints", type=Path, default=Path("checkpoints"),
                         help="folder holding the models (default ./checkpoints; fill it with "
                              "`python -m checkpoints.fetch`)")
-    parser.add_argument("--top_k", type=_positive, default=5, help="how many photos to show (default 5)")
+    parser.add_argument("--top_k", type=positive_int, default=5, help="how many photos to show (default 5)")
     parser.add_argument("--device", choices=DEVICES, default="auto",
                         help="where models run: auto picks CUDA, then Apple's MPS, then the CPU")
     parser.add_argument("--seed", type=int, default=0,

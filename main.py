@@ -26,15 +26,12 @@ from sketch.app import AirCanvasApp, AppOptions, reserve_core_for_loop  # noqa: 
 
 reserve_core_for_loop()  # before anything imports torch
 
-from cli_common import add_model_arguments, run_cli, settings_from, setup_logging  # noqa: E402
+from cli_common import (add_model_arguments, positive_int, quiet_model_libraries,  # noqa: E402
+                        run_cli, settings_from, setup_logging)
+from device.phone_sync import DEFAULT_ADB_PORT, DEFAULT_FOLDERS  # noqa: E402
 from errors import GalleryError, SketchSearchError  # noqa: E402
 
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
-    return value
+DEFAULT_GALLERY = Path("~/sketch-gallery")
 
 
 def _source(text: str) -> int | Path:
@@ -55,22 +52,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="only save sketches: load no models, search nothing")
     parser.add_argument("--sketch-dir", type=Path, default=Path("sketches"),
                         help="where saved sketches and their results go (default ./sketches)")
-    parser.add_argument("--max-frames", type=_positive, default=None,
+    parser.add_argument("--max-frames", type=positive_int, default=None,
                         help="stop after this many frames")
+    phone = parser.add_argument_group(
+        "phone", "at start-up, new photos are pulled over ADB from a connected phone into the "
+                 "gallery (default ~/sketch-gallery) while the window runs")
+    phone.add_argument("--no-sync", dest="sync", action="store_false",
+                       help="do not pull photos from a phone; search --gallery as it is")
+    phone.add_argument("--serial", default=None, help="which phone, when several are connected")
+    phone.add_argument("--folders", nargs="+", default=list(DEFAULT_FOLDERS),
+                       help="phone folders under /sdcard to pull (default DCIM/Camera)")
+    phone.add_argument("--adb-port", type=positive_int, default=DEFAULT_ADB_PORT,
+                       help="the adb server's port (default 5037)")
     parser.add_argument("--screenshot", type=Path, default=None,
                         help="at exit, save the window's last picture to this .png/.jpg file")
     args = parser.parse_args(argv)
     if args.screenshot and args.screenshot.suffix.lower() not in (".png", ".jpg", ".jpeg"):
         parser.error("--screenshot: give a file name ending in .png or .jpg")
     return args
-
-
-def _setup_logging(verbose: bool, search: bool) -> None:
-    if search:
-        setup_logging(verbose)  # also quiets the model libraries (and imports them)
-    else:
-        logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                            format="%(levelname)s %(name)s: %(message)s")
 
 
 def _check_display() -> None:
@@ -82,15 +81,21 @@ def _check_display() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    _setup_logging(args.verbose, args.search)
+    setup_logging(args.verbose)
     # Everything a user can get wrong is checked before the camera opens or a model loads.
     if args.window:
         _check_display()
+    sync = args.sync and args.search  # photos are only pulled to be searched
     gallery = args.gallery.expanduser() if args.gallery else None
-    if gallery is not None and not gallery.is_dir():
+    if gallery is None and sync:
+        gallery = DEFAULT_GALLERY.expanduser()
+    if gallery is not None and gallery.exists() and not gallery.is_dir():
         raise GalleryError(f"--gallery {gallery}: not a folder; pass the folder of your photos")
+    if gallery is not None and not gallery.exists() and not sync:
+        raise GalleryError(f"--gallery {gallery}: no such folder; pass the folder of your photos")
     search = None
     if args.search:
+        quiet_model_libraries()
         from pipeline import SketchSearch
         search = SketchSearch(settings_from(args))
         search.check_models()
@@ -99,7 +104,12 @@ def main(argv: list[str] | None = None) -> int:
                 "no --gallery: searches show the caption and generated image only")
     options = AppOptions(source=args.source, sketch_dir=args.sketch_dir.expanduser(), gallery=gallery,
                          window=args.window, max_frames=args.max_frames, screenshot=args.screenshot)
-    return AirCanvasApp(options, search).run()
+    phone_sync = None
+    if sync:
+        gallery.mkdir(parents=True, exist_ok=True)  # the phone's photos land here
+        from device.background_sync import BackgroundSync
+        phone_sync = BackgroundSync(gallery, args.serial, args.folders, args.adb_port)
+    return AirCanvasApp(options, search, phone_sync).run()
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ reserve_core_for_loop()
 
 
 def hand_video(path: Path, frames: int) -> Path:
-    from tests.test_air_canvas_video import hand_video_frames, write_video
+    from tests.hand_video import hand_video_frames, write_video
 
     def circles():
         produced = 0

@@ -228,9 +228,12 @@ class SearchWorker:
     query(image, stage) and a `gallery_size`. Status text is read by the loop every frame.
     """
 
-    def __init__(self, search, gallery: Path | None = None):
+    def __init__(self, search, gallery: Path | None = None,
+                 gallery_changed: threading.Event | None = None):
         self.search = search
         self.gallery = gallery
+        # Set by the phone sync when photos arrive: the index catches up between queries.
+        self.gallery_changed = gallery_changed
         self._jobs: queue.Queue = queue.Queue()
         self._done: queue.Queue = queue.Queue()
         self._lock = threading.Condition()
@@ -289,10 +292,7 @@ class SearchWorker:
             self._say("loading models")
             self.search.load(status=lambda text: self._say(f"loading models: {text}"))
             if self.gallery is not None:
-                self._say("indexing gallery")
-                self._index_report = self.search.index_gallery(
-                    self.gallery, progress=lambda done, total: self._say(f"indexing gallery {done}/{total}"))
-                self._say(f"ready: {self.search.gallery_size} photos indexed")
+                self._index()
             else:
                 self._say("ready (no --gallery: caption and image only)")
         except SketchSearchError as exc:
@@ -305,7 +305,7 @@ class SearchWorker:
             log.exception("loading the models failed")
         finally:
             self.loaded.set()
-        while (job := self._jobs.get()) is not None:
+        while (job := self._next_job()) is not None:
             outcome = self._answer(*job)
             if outcome.error:
                 self.failures += 1
@@ -313,6 +313,28 @@ class SearchWorker:
             with self._lock:
                 self._pending -= 1
                 self._lock.notify_all()
+
+    def _index(self) -> None:
+        if self.gallery_changed is not None:
+            self.gallery_changed.clear()
+        self._say("indexing gallery")
+        self._index_report = self.search.index_gallery(
+            self.gallery, progress=lambda done, total: self._say(f"indexing gallery {done}/{total}"))
+        self._say(f"ready: {self.search.gallery_size} photos indexed")
+
+    def _next_job(self):
+        """The next query (None to stop); while idle, index photos that arrived meanwhile."""
+        while True:
+            if (self.gallery_changed is not None and self.gallery_changed.is_set()
+                    and self.gallery is not None and not self.load_error):
+                try:
+                    self._index()
+                except SketchSearchError as exc:
+                    self._say(f"error: {exc}", error=True)
+            try:
+                return self._jobs.get(timeout=0.5 if self.gallery_changed is not None else None)
+            except queue.Empty:
+                continue
 
     def _answer(self, sketch: Image.Image, sketch_path: Path) -> SearchOutcome:
         if self.load_error:
@@ -377,9 +399,12 @@ class LoopStats:
 
 
 class AirCanvasApp:
-    def __init__(self, options: AppOptions, search=None):
+    def __init__(self, options: AppOptions, search=None, phone_sync=None):
+        """`phone_sync`: a device.background_sync.BackgroundSync filling the gallery, or None."""
         self.options = options
-        self.worker = SearchWorker(search, options.gallery) if search is not None else None
+        self.phone_sync = phone_sync
+        changed = phone_sync.gallery_changed if phone_sync is not None else None
+        self.worker = SearchWorker(search, options.gallery, changed) if search is not None else None
         self.canvas: Canvas | None = None
         self.pen: AirPen | None = None
         self.tracker: HandTracker | None = None
@@ -477,6 +502,8 @@ class AirCanvasApp:
             status, status_error = self.worker.status
         else:
             status, status_error = "search off (--no-search)", False
+        if self.phone_sync is not None:
+            status = f"{self.phone_sync.status} | {status}"
         bar = overlay.render_bar(view.shape[1], pen.tool.name, pen.tool.color, status, self._fps,
                                  status_error)
         height = view.shape[0] + overlay.BAR_HEIGHT
@@ -519,6 +546,8 @@ class AirCanvasApp:
             # MediaPipe, many times a frame (the convoy effect). 1 ms keeps frames on time.
             sys.setswitchinterval(min(switch_interval, 0.001))
             self.worker.start()
+        if self.phone_sync is not None:
+            self.phone_sync.start()
         if options.window:
             # GUI_NORMAL: no Qt toolbar or status line around the picture (it has its own)
             cv2.namedWindow(TITLE, cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL)

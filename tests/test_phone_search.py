@@ -60,3 +60,22 @@ def test_main2_searches_the_synced_phone_gallery(phone, tmp_path):
     assert result["index"]["added"] == 3 and result["index"]["skipped"] == []
     # Everything synced lives in the phone's own subfolder, the sync state stays hidden.
     assert all(f"/{device.serial.replace(':', '_')}/" in hit["path"] for hit in result["results"])
+
+
+def test_main_py_pulls_the_phone_in_the_background_and_searches_it(phone, tmp_path):
+    from tests.hand_video import child_env, hand_video_frames, run_main, write_video
+    adb, device = phone
+    gallery = tmp_path / "gallery"  # does not exist yet: main.py makes it for the phone's photos
+    sketches = tmp_path / "sketches"
+    video = write_video(tmp_path / "circle.avi", hand_video_frames())
+    checkpoints = write_tiny_checkpoints(tmp_path / "ckpt")
+    done = run_main("--source", str(video), "--no-window", "--sketch-dir", str(sketches),
+                    "--checkpoints", str(checkpoints), "--gallery", str(gallery),
+                    "--adb-port", str(adb.port), env=child_env(HOME=str(adb.env["HOME"])),
+                    timeout=300)
+    assert done.returncode == 0, done.stderr
+    pulled = sorted(p.name for p in gallery.rglob("*.jpg"))
+    assert pulled == ["IMG 0001 cat.jpg", "IMG_0002.jpg", "IMG_0003.jpg"]
+    (result_file,) = sketches.glob("sketch-*.json")
+    result = json.loads(result_file.read_text())
+    assert sorted(hit["path"].rsplit("/", 1)[1] for hit in result["results"]) == pulled

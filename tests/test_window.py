@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import ROOT
-from tests.test_air_canvas_video import (HAND_SIDE, VIEW, child_env, circle_point,
+from tests.hand_video import (HAND_SIDE, VIEW, child_env, circle_point,
                                          hand_video_frames, write_video)
 
 TITLE = "Sketch search"
@@ -181,7 +181,7 @@ def test_window_shows_results_after_a_search(display, hold_video, tiny_checkpoin
     sketches = tmp_path / "sketches"
     proc = start_main(display, "--source", str(hold_video), "--sketch-dir", str(sketches),
                       "--checkpoints", str(tiny_checkpoints), "--gallery", str(gallery),
-                      "--top_k", "3", "--screenshot", str(shot_path))
+                      "--top_k", "3", "--no-sync", "--screenshot", str(shot_path))
     window_size = (VIEW[0] + overlay.PANEL_WIDTH, VIEW[1] + overlay.BAR_HEIGHT)
     try:
         assert find_window(display, proc, window_size) == window_size
