@@ -20,18 +20,28 @@ def _port(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # The shared options are accepted before or after the command (`sync --adb-port 5038`);
+    # after it they default to SUPPRESS so they never overwrite a value given before it.
+    def shared(parser: argparse.ArgumentParser, default_port, default_verbose) -> None:
+        parser.add_argument("--adb-port", type=_port, default=default_port,
+                            help=f"port of the adb server (default {DEFAULT_ADB_PORT}; started "
+                                 "when not running)")
+        parser.add_argument("-v", "--verbose", action="store_true", default=default_verbose,
+                            help="log what each step does")
+
     parser = argparse.ArgumentParser(
         prog="python -m device", description="Copy a phone's photos over ADB into a gallery folder.")
-    parser.add_argument("--adb-port", type=_port, default=DEFAULT_ADB_PORT,
-                        help=f"port of the adb server (default {DEFAULT_ADB_PORT}; started when "
-                             "not running)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log what each step does")
+    shared(parser, DEFAULT_ADB_PORT, False)
+    common = argparse.ArgumentParser(add_help=False)
+    shared(common, argparse.SUPPRESS, argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    listing = commands.add_parser("list", help="show connected phones, their state and model")
+    listing = commands.add_parser("list", parents=[common],
+                                  help="show connected phones, their state and model")
     listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
-    sync = commands.add_parser("sync", help="copy new and changed photos from the phone")
+    sync = commands.add_parser("sync", parents=[common],
+                               help="copy new and changed photos from the phone")
     sync.add_argument("--dest", type=Path, required=True,
                       help="gallery folder; each phone gets a subfolder named by its serial")
     sync.add_argument("--serial", help="which phone, when several are connected (see `list`)")
