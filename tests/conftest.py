@@ -23,3 +23,24 @@ def shared_path(*parts: str) -> Path:
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """Tiny models gain nothing from threads, and on a busy 2-core CI machine the pool spins."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def adb(tmp_path_factory):
+    """A real adb server on a free port, with its keys in a temporary home."""
+    from tests.fake_phone import AdbServer
+
+    server = AdbServer(tmp_path_factory.mktemp("adb-home")).start()
+    yield server
+    server.stop()

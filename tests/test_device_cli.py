@@ -15,13 +15,6 @@ from tests.fake_phone import AdbServer, FakePhone, free_port, require_adb
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def adb(tmp_path_factory) -> Iterator[AdbServer]:
-    server = AdbServer(tmp_path_factory.mktemp("adb-home")).start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
 def phone(adb: AdbServer, tmp_path: Path) -> Iterator[FakePhone]:
     photo = tmp_path / "sdcard" / "DCIM" / "Camera" / "IMG_0001.jpg"

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,13 +13,6 @@ from device.adb_server import parse_device_line
 from tests.fake_phone import AdbServer, FakePhone
 
 MTIME = 1_690_000_000
-
-
-@pytest.fixture(scope="module")
-def adb(tmp_path_factory) -> Iterator[AdbServer]:
-    server = AdbServer(tmp_path_factory.mktemp("adb-home")).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

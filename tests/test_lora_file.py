@@ -16,15 +16,6 @@ from tests.tiny_models.sd_turbo import tiny_vae, write_tiny_lora_file, write_tin
 PROMPT = "a sketch of a house"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads, and on a busy shared CPU the thread pool spins."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("lora")
