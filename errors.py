@@ -31,3 +31,7 @@ class GalleryError(SketchSearchError):
 
 class CameraError(SketchSearchError):
     """No camera, a camera that stopped, or a video file that cannot be read."""
+
+
+class DatasetError(SketchSearchError):
+    """A training or evaluation data folder is missing or malformed."""

@@ -71,7 +71,7 @@ def _bytes_to_unicode() -> list[str]:
     return [chr(c) for c in codes]
 
 
-def _write_tokenizer(folder: Path) -> int:
+def write_clip_tokenizer(folder: Path) -> int:
     """CLIP's BPE files as the hub has them; returns the vocabulary size."""
     folder.mkdir(parents=True, exist_ok=True)
     chars = _bytes_to_unicode()
@@ -128,7 +128,7 @@ def tiny_text_encoder(vocab_size: int, eos_token_id: int) -> CLIPTextModel:
 def write_tiny_sd_turbo(out_dir: Path, seed: int = 0) -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    vocab_size = _write_tokenizer(out_dir / "tokenizer")
+    vocab_size = write_clip_tokenizer(out_dir / "tokenizer")
     torch.manual_seed(seed)
     tiny_text_encoder(vocab_size, eos_token_id=vocab_size - 1).save_pretrained(out_dir / "text_encoder")
     tiny_unet().save_pretrained(out_dir / "unet")
