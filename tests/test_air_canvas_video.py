@@ -127,7 +127,8 @@ def test_missing_models_is_a_one_line_error_before_the_camera_opens(circle_video
 
 def test_keys_undo_save_clear_and_a_blank_save_shown_on_screen(circle_video, tmp_path):
     from sketch import overlay
-    from sketch.app import AirCanvasApp, AppOptions, FrameSource
+    from sketch.app import AirCanvasApp, AppOptions
+    from sketch.camera import FrameSource
 
     app = AirCanvasApp(AppOptions(source=circle_video, sketch_dir=tmp_path, window=False))
     source = FrameSource(circle_video)
@@ -162,7 +163,8 @@ def test_camera_failing_mid_run_saves_the_sketch_so_far(circle_video, tmp_path):
     """A webcam unplugged while drawing: stand in for it with the video, cut off mid-circle."""
     from errors import SketchSearchError
     from errors import CameraError
-    from sketch.app import AirCanvasApp, AppOptions, FrameSource
+    from sketch.app import AirCanvasApp, AppOptions
+    from sketch.camera import FrameSource
 
     class UnpluggedCamera(FrameSource):
         def read(self):
@@ -183,7 +185,8 @@ def test_camera_failing_mid_run_saves_the_sketch_so_far(circle_video, tmp_path):
 
 def test_camera_failing_before_any_drawing_saves_nothing(circle_video, tmp_path):
     from errors import CameraError
-    from sketch.app import AirCanvasApp, AppOptions, FrameSource
+    from sketch.app import AirCanvasApp, AppOptions
+    from sketch.camera import FrameSource
 
     class UnpluggedCamera(FrameSource):
         def read(self):
@@ -226,7 +229,7 @@ def shifted(hand, dx: float, dy: float):
 
 
 def test_pen_draws_and_save_fires_once_after_the_hold(landmarks):
-    from sketch.app import HOLD_SECONDS, AirPen
+    from sketch.air_pen import HOLD_SECONDS, AirPen
     from sketch.canvas import BLACK, Canvas
     from sketch.gestures import Gesture
 
@@ -252,7 +255,7 @@ def test_pen_draws_and_save_fires_once_after_the_hold(landmarks):
 
 
 def test_releasing_early_cancels_and_the_ring_fills(landmarks):
-    from sketch.app import AirPen
+    from sketch.air_pen import AirPen
     from sketch.canvas import Canvas
 
     pen = AirPen(Canvas(*VIEW))
@@ -275,7 +278,7 @@ def test_releasing_early_cancels_and_the_ring_fills(landmarks):
 
 
 def test_no_hand_lifts_the_pen_and_a_new_stroke_starts(landmarks):
-    from sketch.app import AirPen
+    from sketch.air_pen import AirPen
     from sketch.canvas import Canvas
 
     canvas = Canvas(*VIEW)
