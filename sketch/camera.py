@@ -1,7 +1,6 @@
 """Frames from a webcam (mirrored, wall-clock time) or a video file (as recorded, its own time)."""
 from __future__ import annotations
 
-import logging
 import os
 import time
 from pathlib import Path
@@ -11,7 +10,6 @@ import numpy as np
 
 from errors import CameraError
 
-log = logging.getLogger(__name__)
 
 VIEW_WIDTH = 640            # frames are scaled to this width; the canvas lives in these pixels
 CAMERA_GRACE_SECONDS = 2.0  # a webcam that gives no frame for this long has failed
