@@ -1,8 +1,8 @@
 """The query pipeline: every model loaded once, then many queries.
 
 sketch -> prepare (crop, square, binarise) -> BLIP caption -> prompt -> pix2pix-turbo image
--> DINOv2 vector -> exact cosine top-k over the gallery index. main.py (webcam) and main2.py
-(headless) both drive this object; neither knows about torch.
+-> DINOv2 vector -> cosine top-k over the gallery index (exact up to 200k photos). main.py
+(webcam) and main2.py (headless) both drive this object; neither knows about torch.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from captioning.blip import BlipCaptioner
 from captioning.prompt import build_prompt
@@ -26,7 +26,7 @@ from generation.pix2pix_turbo import Pix2PixTurbo
 from generation.preprocess import PreparedSketch, prepare_sketch
 from retrieval.embedder import DinoEmbedder
 from retrieval.index import GalleryIndex, IndexReport, default_index_path
-from retrieval.search import top_k as exact_top_k
+from retrieval.search import VectorSearch
 from settings import Settings
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,42 @@ def pick_device(name: str) -> tuple[torch.device, torch.dtype]:
     if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise MissingCheckpointError("--device mps: Apple's MPS is not available; use --device auto or cpu")
     return torch.device(name), (torch.float16 if name == "cuda" else torch.float32)
+
+
+def cpu_has_native_bfloat16() -> bool:
+    """Whether oneDNN runs bfloat16 natively here (AVX-512 BF16 or AMX); emulated it is slower."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+@dataclass(frozen=True)
+class ModelPrecision:
+    """The dtypes each model runs in on a device (measured in BENCHMARKS.md)."""
+
+    captioner: torch.dtype
+    generator: torch.dtype      # text encoder and UNet
+    vae: torch.dtype            # SD's VAE
+    embedder: torch.dtype
+    channels_last: bool         # UNet/VAE memory format
+
+
+def model_precision(device: torch.device, dtype: torch.dtype, precision: str = "auto") -> ModelPrecision:
+    """CUDA: float16, but SD's VAE in float32 (it can overflow in float16). A CPU with native
+    bfloat16: the generator in bfloat16 and channels-last (about 3x faster than float32, images
+    within a few grey levels of it) and DINOv2 in bfloat16 (about 1.8x faster, vectors within
+    1e-4 cosine of float32); BLIP stays float32 (its greedy caption can change with precision).
+    Elsewhere, or with precision "float32": the pipeline's dtype throughout.
+    """
+    if precision == "float32":
+        return ModelPrecision(*(torch.float32,) * 4, channels_last=False)
+    if device.type == "cuda" and dtype == torch.float16:
+        return ModelPrecision(dtype, dtype, torch.float32, dtype, channels_last=False)
+    if device.type == "cpu" and dtype == torch.float32 and cpu_has_native_bfloat16():
+        fast = torch.bfloat16
+        return ModelPrecision(torch.float32, fast, fast, fast, channels_last=True)
+    return ModelPrecision(*(dtype,) * 4, channels_last=False)
 
 
 @dataclass
@@ -82,7 +118,7 @@ class SketchSearch:
         self.generator: Pix2PixTurbo | None = None
         self.embedder: DinoEmbedder | None = None
         self._paths: list[Path] = []
-        self._vectors = np.zeros((0, 0), np.float32)
+        self._search = VectorSearch(np.zeros((0, 0), np.float32))
         self._lock = threading.Lock()  # one query or index update at a time
 
     # -- models -------------------------------------------------------------------------------
@@ -122,20 +158,49 @@ class SketchSearch:
         with self._lock:
             self.check_models()
             captioner_src, sd_turbo_src, lora_src, embedder_src = self.model_sources()
+            precision = model_precision(self.device, self.dtype, self.settings.precision)
             if self.captioner is None:
                 say("loading captioner")
                 self.captioner = BlipCaptioner.from_pretrained(
-                    self._where(captioner_src), self._fine_tuned_captioner(), self.device, self.dtype)
+                    self._where(captioner_src), self._fine_tuned_captioner(), self.device, precision.captioner)
             if self.generator is None:
                 say("loading generator")
+                # Merged for the configured gamma: a query at another gamma re-merges (seconds).
                 self.generator = Pix2PixTurbo.from_pretrained(
-                    self._where(sd_turbo_src), lora_src.local, self.device, self.dtype)
+                    self._where(sd_turbo_src), lora_src.local, self.device, precision.generator,
+                    gamma=self.settings.gamma, vae_dtype=precision.vae, channels_last=precision.channels_last)
             if self.embedder is None:
                 say("loading embedder")
                 self.embedder = DinoEmbedder.from_pretrained(
-                    self._where(embedder_src), self.device, self.dtype,
+                    self._where(embedder_src), self.device, precision.embedder,
                     name=layout.dinov2_dir_name(self.settings.embedder))
             say("models loaded")
+
+    def warmup(self, status: StatusFn | None = None) -> dict[str, float]:
+        """Run every model once on a made-up sketch so that the first real query is not the slow one.
+
+        A first pass pays for kernel selection and memory set-up (most on CUDA; see
+        BENCHMARKS.md for the CPU). Worth it where the user draws while it runs (the air canvas);
+        a one-shot search (main2.py) gains nothing. Returns the seconds per stage.
+        """
+        if self.captioner is None or self.generator is None or self.embedder is None:
+            self.load(status)
+        (status or (lambda text: None))("warming up")
+        paper = Image.new("RGB", (512, 512), "white")
+        ImageDraw.Draw(paper).ellipse((96, 96, 416, 416), outline="black", width=12)
+        sketch = prepare_sketch(paper)
+        timings: dict[str, float] = {}
+        with self._lock:
+            with self._timed(timings, "captioning", None):
+                caption = self.captioner.caption(sketch.preview)
+            with self._timed(timings, "generating", None):
+                generated = self.generator.generate(
+                    sketch.mask, build_prompt(caption, self.settings.prompt_template),
+                    gamma=self.settings.gamma, seed=self.settings.seed)
+            with self._timed(timings, "searching", None):
+                self.embedder.embed_images([generated])
+        log.info("warm-up: %s", ", ".join(f"{k} {v:.2f} s" for k, v in timings.items()))
+        return timings
 
     # -- gallery ------------------------------------------------------------------------------
     def index_path(self, gallery: Path) -> Path:
@@ -152,7 +217,8 @@ class SketchSearch:
         with self._lock, GalleryIndex(self.index_path(gallery)) as index:
             report = index.update(gallery, self.embedder, batch_size=self.settings.batch_size,
                                   progress=progress, show_progress=self.settings.show_progress)
-            self._paths, self._vectors = index.load_vectors()
+            self._paths, vectors = index.load_vectors()
+            self._search = VectorSearch(vectors)  # exact unless the gallery is huge
         log.info("gallery %s: %d photos indexed", gallery, len(self._paths))
         return report
 
@@ -192,7 +258,7 @@ class SketchSearch:
                     seed=settings.seed if seed is None else seed)
             with self._timed(timings, "searching", stage):
                 vector = self.embedder.embed_images([generated])[0]
-                hits = exact_top_k(vector, self._vectors, k) if len(self._paths) else []
+                hits = self._search.top_k(vector, k) if len(self._paths) else []
                 results = [(self._paths[i], float(score)) for i, score in hits]
         timings["total"] = time.perf_counter() - total
         return QueryResult(caption, prompt, sketch, generated, results, timings)

@@ -11,6 +11,7 @@ from captioning.prompt import DEFAULT_TEMPLATE
 from checkpoints.layout import DEFAULT_EMBEDDER, DINOV2
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("auto", "float32")
 EMBEDDERS = tuple(DINOV2)
 
 
@@ -28,6 +29,8 @@ class Settings:
     online: bool = False               # resolve missing models from the Hugging Face hub
     batch_size: int = 16               # photos embedded per batch while indexing
     show_progress: bool = True         # tqdm bars on the terminal
+    precision: str = "auto"            # auto: bfloat16 generator/embedder on CPUs with native bf16
+                                       # (see BENCHMARKS.md); float32: float32 everywhere on CPU
 
     def __post_init__(self) -> None:
         self.checkpoints = Path(self.checkpoints).expanduser()

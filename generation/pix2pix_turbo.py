@@ -6,11 +6,20 @@ prompt's CLIP embedding, and the x0 prediction is decoded. A value r (gamma) in 
 noise into the latent, scales both LoRA adapters, blends the UNet's first conv between its
 pretrained and fine-tuned copies, and scales the skip activations: low r lets the model invent,
 high r follows the strokes.
+
+Speed (measured in BENCHMARKS.md): loaded with a `gamma`, the adapters are merged into the weights
+and the twin conv folded into one conv, at full precision before any cast, so a query pays nothing
+for them; a query with another r rebuilds the merged layers from the files, so the weights for a
+given r are always the same whatever ran before (deterministic). Without a `gamma` the adapters
+stay separate and r can change per call at their cost. The VAE may keep its own dtype (float32
+under a float16 model: SD's VAE can overflow in float16), and the UNet and VAE may use
+channels-last memory (faster convolutions on the CPU).
 """
 from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +27,7 @@ import torch
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 from peft import LoraConfig
+from peft.tuners.lora import LoraLayer
 from peft.tuners.tuners_utils import BaseTunerLayer
 from PIL import Image
 from transformers import CLIPTextModel, CLIPTokenizer
@@ -45,6 +55,15 @@ class TwinConv(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv_in_pretrained(x) * (1.0 - self.r) + self.conv_in_curr(x) * self.r
+
+    def folded(self, r: float) -> torch.nn.Conv2d:
+        """One conv equal to the blend at this r (convolution is linear in its weights)."""
+        conv = copy.deepcopy(self.conv_in_curr)
+        with torch.no_grad():
+            conv.weight.copy_(self.conv_in_pretrained.weight * (1.0 - r) + self.conv_in_curr.weight * r)
+            if conv.bias is not None:
+                conv.bias.copy_(self.conv_in_pretrained.bias * (1.0 - r) + self.conv_in_curr.bias * r)
+        return conv
 
 
 def skip_conv_channels(vae_block_out_channels: list[int] | tuple[int, ...]) -> list[tuple[int, int]]:
@@ -92,6 +111,45 @@ def set_adapter_scale(model: torch.nn.Module, adapter: str, scale: float) -> Non
             module.set_scale(adapter, scale)
 
 
+def _merge_into_base(layer: LoraLayer, adapter: str, scale: float) -> torch.nn.Module:
+    """The layer's base Linear/Conv2d with W += scale * alpha/rank * (B @ A), done in place.
+
+    The same sum as peft's merge (a k x k lora_A followed by a 1 x 1 lora_B is one matrix product
+    over the flattened kernels), without its full-size temporaries: about ten times faster on
+    SD's UNet.
+    """
+    base = layer.get_base_layer()
+    a, b = layer.lora_A[adapter].weight, layer.lora_B[adapter].weight
+    plain = (isinstance(base, (torch.nn.Linear, torch.nn.Conv2d)) and not layer.use_dora.get(adapter)
+             and not getattr(layer, "fan_in_fan_out", False) and not layer.lora_bias.get(adapter)
+             and b.shape[2:].numel() == 1 and getattr(base, "groups", 1) == 1)
+    if not plain:  # anything unusual: peft's own merge
+        layer.set_scale(adapter, scale)
+        layer.merge(adapter_names=[adapter])
+        return base
+    scaling = scale * layer.lora_alpha[adapter] / layer.r[adapter]
+    weight = base.weight.data
+    weight.view(weight.shape[0], -1).addmm_(b.reshape(b.shape[0], -1), a.reshape(a.shape[0], -1),
+                                            alpha=scaling)
+    return base
+
+
+def merge_sketch_layers(unet: UNet2DConditionModel, vae: AutoencoderKL, gamma: float) -> None:
+    """Fold the adapters (scaled by gamma) into their layers' weights, put the plain layers back in
+    place of peft's wrappers, and fold the twin conv into one conv.
+
+    Done once per gamma on freshly loaded float32 weights, so the merged weights are a function of
+    the files and gamma alone.
+    """
+    for model, adapter in ((unet, UNET_ADAPTER), (vae, VAE_ADAPTER)):
+        wrapped = [(name, module) for name, module in model.named_modules() if isinstance(module, LoraLayer)]
+        for name, layer in wrapped:
+            parent_name, _, child = name.rpartition(".")
+            parent = model.get_submodule(parent_name) if parent_name else model
+            setattr(parent, child, _merge_into_base(layer, adapter, gamma))
+    unet.conv_in = unet.conv_in.folded(gamma)
+
+
 def _load(component: type, source: str | Path, subfolder: str, **kwargs):
     try:
         return component.from_pretrained(source, subfolder=subfolder, **kwargs)
@@ -101,19 +159,35 @@ def _load(component: type, source: str | Path, subfolder: str, **kwargs):
             f"fetch the models with `python -m checkpoints.fetch`") from exc
 
 
+def _check_gamma(gamma: float) -> float:
+    gamma = float(gamma)
+    if not 0.0 <= gamma <= 1.0:
+        raise ValueError(f"gamma must be between 0 and 1, got {gamma}")
+    return gamma
+
+
 class Pix2PixTurbo(torch.nn.Module):
     """One-step sketch-to-image generator; load once, call `generate` per query."""
 
     def __init__(self, tokenizer: CLIPTokenizer, text_encoder: CLIPTextModel, unet: UNet2DConditionModel,
                  vae: AutoencoderKL, scheduler: DDPMScheduler, device: str | torch.device = "cpu",
-                 dtype: torch.dtype = torch.float32):
+                 dtype: torch.dtype = torch.float32, vae_dtype: torch.dtype | None = None,
+                 channels_last: bool = False, merged_gamma: float | None = None,
+                 rebuild: Callable[[float], tuple[UNet2DConditionModel, AutoencoderKL]] | None = None):
+        """`merged_gamma`: the r the UNet and VAE were merged for (`merge_sketch_layers`), with
+        `rebuild(r)` giving freshly loaded and merged float32 copies for another r."""
         super().__init__()
+        if merged_gamma is not None and rebuild is None:
+            raise ValueError("a merged model needs `rebuild` to serve other values of gamma")
         self.tokenizer = tokenizer
         self.text_encoder = text_encoder
         self.unet = unet
         self.vae = vae
         self.device = torch.device(device)
         self.dtype = dtype
+        self.vae_dtype = vae_dtype or dtype
+        self.channels_last = channels_last
+        self._rebuild = rebuild
         config = scheduler.config
         if config.prediction_type not in ("epsilon", "v_prediction") or config.thresholding:
             raise ValueError(f"scheduler: prediction_type {config.prediction_type!r} with thresholding="
@@ -125,29 +199,59 @@ class Pix2PixTurbo(torch.nn.Module):
         self.timestep = int(config.num_train_timesteps) - 1
         self.alpha_cumprod = float(scheduler.alphas_cumprod[self.timestep])
         self.latent_factor = 2 ** (len(vae.config.block_out_channels) - 1)
-        self.gamma: float | None = None
+        self.gamma: float | None = merged_gamma
+        self.merged = merged_gamma is not None
         self._prompt_cache: dict[str, torch.Tensor] = {}
         self.requires_grad_(False)
         self.eval()
-        self.to(device=self.device, dtype=dtype)
+        # Each part cast once from its loaded precision (a float32 VAE under a float16 model is
+        # never rounded through float16).
+        self.text_encoder.to(device=self.device, dtype=dtype)
+        self._place(unet, vae)
+
+    def _place(self, unet: UNet2DConditionModel, vae: AutoencoderKL) -> None:
+        """Put the UNet and VAE on the device in their dtypes and memory format, and use them."""
+        unet.requires_grad_(False).eval()
+        vae.requires_grad_(False).eval()
+        memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
+        # torch's own `to`: diffusers' override only adds a warning for models like these, which
+        # keep no layer in float32.
+        self.unet = torch.nn.Module.to(unet, device=self.device, dtype=self.dtype, memory_format=memory_format)
+        self.vae = torch.nn.Module.to(vae, device=self.device, dtype=self.vae_dtype, memory_format=memory_format)
 
     @classmethod
     def from_pretrained(cls, sd_turbo: str | Path, lora_file: str | Path, device: str | torch.device = "cpu",
-                        dtype: torch.dtype = torch.float32) -> "Pix2PixTurbo":
-        """`sd_turbo`: a diffusers folder or hub id of SD-Turbo; `lora_file`: the authors' LoRA file."""
+                        dtype: torch.dtype = torch.float32, gamma: float | None = None,
+                        vae_dtype: torch.dtype | None = None, channels_last: bool = False) -> "Pix2PixTurbo":
+        """`sd_turbo`: a diffusers folder or hub id of SD-Turbo; `lora_file`: the authors' LoRA file.
+
+        `gamma`: merge the adapters for this r (fastest for queries at this r; another r rebuilds
+        the merged layers from the files, a few seconds). None keeps them separate.
+        `vae_dtype`: the VAE's dtype when not `dtype` (float32 under float16 avoids overflow).
+        """
         lora = load_lora_file(lora_file)  # first: a bad file fails before the slow loading
         source = str(sd_turbo)
         log.info("loading SD-Turbo from %s", source)
         tokenizer = _load(CLIPTokenizer, source, "tokenizer")
-        # float32 first: the adapters and the file's tensors are added at full precision, then
-        # the whole model is cast once.
+        # float32 first: the adapters and the file's tensors are added (and merged) at full
+        # precision, then the whole model is cast once.
         text_encoder = _load(CLIPTextModel, source, "text_encoder")
-        unet = _load(UNet2DConditionModel, source, "unet")
-        vae = _load(AutoencoderKL, source, "vae")
         scheduler = _load(DDPMScheduler, source, "scheduler")
-        add_sketch_layers(unet, vae, lora)
-        load_sketch_weights(unet, vae, lora)
-        return cls(tokenizer, text_encoder, unet, vae, scheduler, device=device, dtype=dtype)
+
+        def load_sketch_model(merge_gamma: float | None) -> tuple[UNet2DConditionModel, AutoencoderKL]:
+            unet = _load(UNet2DConditionModel, source, "unet")
+            vae = _load(AutoencoderKL, source, "vae")
+            add_sketch_layers(unet, vae, lora)
+            load_sketch_weights(unet, vae, lora)
+            if merge_gamma is not None:
+                merge_sketch_layers(unet, vae, _check_gamma(merge_gamma))
+            return unet, vae
+
+        unet, vae = load_sketch_model(gamma)
+        return cls(tokenizer, text_encoder, unet, vae, scheduler, device=device, dtype=dtype,
+                   vae_dtype=vae_dtype, channels_last=channels_last,
+                   merged_gamma=None if gamma is None else float(gamma),
+                   rebuild=load_sketch_model if gamma is not None else None)
 
     # -- pieces ------------------------------------------------------------------------------------
     @torch.inference_mode()
@@ -166,10 +270,16 @@ class Pix2PixTurbo(torch.nn.Module):
 
     def set_gamma(self, gamma: float) -> None:
         """Set r for the adapters and the twin conv; only work when it changes."""
-        gamma = float(gamma)
-        if not 0.0 <= gamma <= 1.0:
-            raise ValueError(f"gamma must be between 0 and 1, got {gamma}")
+        gamma = _check_gamma(gamma)
         if gamma == self.gamma:
+            return
+        if self.merged:
+            # Rebuilt from the files rather than un-merged: the weights for an r never depend on
+            # the r used before (un-merging would leave rounding behind).
+            log.info("gamma %s -> %s: re-merging the sketch layers from the files", self.gamma, gamma)
+            self.unet = self.vae = None  # free the old copies before loading new ones
+            self._place(*self._rebuild(gamma))
+            self.gamma = gamma
             return
         set_adapter_scale(self.unet, UNET_ADAPTER, gamma)
         set_adapter_scale(self.vae, VAE_ADAPTER, gamma)
@@ -227,18 +337,20 @@ class Pix2PixTurbo(torch.nn.Module):
         r = self.gamma
         height, width = mask.shape
         # Stroke = 1, paper = 0, as the model was trained (not rescaled to [-1, 1]).
-        sketch = torch.from_numpy(mask.astype(np.float32)).to(self.device, self.dtype)
+        sketch = torch.from_numpy(mask.astype(np.float32)).to(self.device, self.vae_dtype)
         sketch = sketch.expand(1, 3, height, width)
+        if self.channels_last:
+            sketch = sketch.contiguous(memory_format=torch.channels_last)
         # A CPU generator gives the same draws on every device; noise first, then the VAE sample.
         generator = torch.Generator("cpu").manual_seed(int(seed))
         noise_shape = (1, self.unet.config.in_channels, height // self.latent_factor, width // self.latent_factor)
         noise = torch.randn(noise_shape, generator=generator, dtype=torch.float32).to(self.device, self.dtype)
         text = self.encode_prompt(prompt)
         latent, skips = self._encode(sketch, generator)
-        unet_input = latent * r + noise * (1.0 - r)
+        unet_input = latent.to(self.dtype) * r + noise * (1.0 - r)
         timestep = torch.tensor([self.timestep], device=self.device, dtype=torch.long)
         prediction = self.unet(unet_input, timestep, encoder_hidden_states=text).sample
         x0 = self._predict_x0(prediction, unet_input)
-        image = self._decode(x0, skips, r).clamp(-1, 1)
+        image = self._decode(x0.to(self.vae_dtype), skips, r).clamp(-1, 1)
         pixels = (image[0].float().permute(1, 2, 0) * 0.5 + 0.5).clamp(0, 1)
         return Image.fromarray((pixels * 255).round().to(torch.uint8).cpu().numpy())

@@ -97,6 +97,9 @@ class SearchWorker:
         try:
             self._say("loading models")
             self.search.load(status=lambda text: self._say(f"loading models: {text}"))
+            # One pass through every model now, while the user draws, so the first query is not
+            # the slow one (kernel selection, memory set-up).
+            self.search.warmup(status=lambda text: self._say(text))
             if self.gallery is not None:
                 self._index()
             else:
