@@ -21,14 +21,6 @@ from tests.tiny_models.sd_turbo import write_tiny_lora_file, write_tiny_sd_turbo
 PROMPT = "a photo of a cat"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("speedups")
