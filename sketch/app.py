@@ -274,9 +274,10 @@ class AirCanvasApp:
 
     def _finish_searches(self) -> None:
         """Wait for queued searches (a video's last save), keeping the window alive meanwhile."""
-        if self.worker is None or not self.worker.busy:
+        if self.worker is None:
             return
-        log.info("waiting for the search to finish")
+        if self.worker.busy:
+            log.info("waiting for the search to finish")
         while self.worker.busy and not self._quit:
             if self.options.window:
                 self._collect_results()
