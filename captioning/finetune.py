@@ -478,9 +478,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
-    from cli_common import quiet_model_libraries
+    from cli_common import quiet_model_libraries, setup_logging
+    setup_logging(args.verbose)
     quiet_model_libraries()
     if args.convert_seed:
         out = convert_seed(args.convert_seed, args.base, args.out)

@@ -393,8 +393,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    from cli_common import setup_logging
+    setup_logging(args.verbose)
     if "{subject}" not in args.prompt_template or "{subject}" not in args.clip_template:
         raise SketchSearchError("--prompt-template and --clip-template must contain {subject}")
     if args.per_class is not None and args.per_class < 1:
