@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import sys
 import time
 from pathlib import Path
@@ -123,14 +122,12 @@ def print_table(report: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="256 px, one seed, two variants (about two minutes)")
-    parser.add_argument("--json", type=Path, default=None)
-    args = parser.parse_args()
-    args.size = 256 if args.quick else 512
-    args.seeds = (1,) if args.quick else (1, 2, 3)
-    report = run(args)
-    print_table(report)
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2))
+
+    def settle(args):
+        args.size = 256 if args.quick else 512
+        args.seeds = (1,) if args.quick else (1, 2, 3)
+
+    full_size.run_benchmark(parser, run, print_table, settle)
 
 
 if __name__ == "__main__":

@@ -143,7 +143,7 @@ def run(args) -> dict:
             half_top_k(queries[0])
             row["exact_float16_torch_ms"], found = timed_ms(half_top_k, queries)
             row["float16_recall"] = recall(found, exact)
-            del half
+            half = None  # freed before the next size is built
             row["product"] = bench_product(vectors, queries, exact)
             report["rows"].append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
@@ -181,13 +181,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="5 queries per size, SQLite at 10k only")
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--queries", type=int, default=None, help="queries per size (default 30; quick 5)")
-    parser.add_argument("--json", type=Path, default=None)
-    args = parser.parse_args()
-    args.queries = args.queries or (5 if args.quick else 30)
-    report = run(args)
-    print_table(report)
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2))
+
+    def settle(args):
+        args.queries = args.queries or (5 if args.quick else 30)
+
+    full_size.run_benchmark(parser, run, print_table, settle)
 
 
 if __name__ == "__main__":

@@ -333,6 +333,18 @@ def median(values: list[float]) -> float:
     return float(np.median(values)) if values else float("nan")
 
 
+def run_benchmark(parser, run, print_table, settle=None) -> None:
+    """A benchmark's command line: parse (with --json), settle defaults, run, print, save JSON."""
+    parser.add_argument("--json", type=Path, default=None, help="also write the numbers as JSON")
+    args = parser.parse_args()
+    if settle is not None:
+        settle(args)
+    report = run(args)
+    print_table(report)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
+
+
 if __name__ == "__main__":
     quiet()
     import argparse
