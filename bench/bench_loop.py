@@ -1,13 +1,14 @@
 """Frames per second of the air canvas loop (main.py --no-window), idle and while searches run.
 
-    .venv/bin/python bench/bench_loop.py [--frames 300] [--checkpoints DIR] [--gallery DIR]
+    .venv/bin/python bench/bench_loop.py [--frames 300] [--checkpoints DIR] [--gallery DIR] [--pace FPS]
 
 The camera is a 640 x 480 video of a real hand photo (../shared/data/hand-counts) moving in
 circles, so every frame costs a hand-tracking pass and a stroke update, like a drawing user.
 Run 1: no search. Run 2: the real pipeline (SketchSearch; tiny random models from
 tests/tiny_checkpoints when --checkpoints is not given), loaded beforehand, with queries submitted
 back to back so one is always running on the worker thread while the loop runs. The worker's
-torch threads are capped (OMP_NUM_THREADS = cores - 1, as main.py does) so the loop keeps a core.
+torch threads are capped as main.py caps them (sketch.app.worker_threads; OMP_NUM_THREADS set by
+the caller wins). --pace 30 delivers frames like a 30 fps webcam.
 """
 from __future__ import annotations
 
@@ -27,9 +28,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from sketch.app import AirCanvasApp, AppOptions, reserve_core_for_loop  # noqa: E402
+from sketch.app import AirCanvasApp, AppOptions, cap_worker_threads  # noqa: E402
 
-reserve_core_for_loop()
+cap_worker_threads()
 
 
 def hand_video(path: Path, frames: int) -> Path:
@@ -60,14 +61,41 @@ def summarise(frames: list[tuple[float, float, bool]]) -> dict:
             "load_average": round(os.getloadavg()[0], 2)}
 
 
-def run_idle(video: Path, out: Path) -> dict:
+def run_idle(video: Path, out: Path, pace: float | None) -> dict:
+    from sketch.camera import FrameSource
+
     app = AirCanvasApp(AppOptions(source=video, sketch_dir=out, window=False))
-    app.run()
+    app.run(VideoAsCamera(FrameSource(video), pace=pace))
     return summarise(list(app.stats.frame_seconds)[5:])  # skip the tracker's warm-up
 
 
-def run_busy(video: Path, out: Path, checkpoints: Path, gallery: Path | None) -> dict:
+class VideoAsCamera:
+    """The video as the loop's frame source: from when `loaded` is set (the worker has loaded and
+    warmed up its models, so with full-size models the video is not over before the first query
+    runs) and, with `pace`, no faster than a webcam of that many frames per second."""
+
+    def __init__(self, source, loaded: threading.Event | None = None, pace: float | None = None):
+        self.source, self.loaded, self.pace = source, loaded, pace
+        self._next = None
+
+    def read(self):
+        if self.loaded is not None:
+            self.loaded.wait()
+        if self.pace:
+            now = time.perf_counter()
+            self._next = max(self._next or now, now - 1.0 / self.pace)  # no catching up after a stall
+            time.sleep(max(0.0, self._next - now))
+            self._next += 1.0 / self.pace
+        return self.source.read()
+
+    def __getattr__(self, name):
+        return getattr(self.source, name)
+
+
+def run_busy(video: Path, out: Path, checkpoints: Path, gallery: Path | None, pace: float | None) -> dict:
     from PIL import Image
+
+    from sketch.camera import FrameSource
 
     from cli_common import setup_logging
     from pipeline import SketchSearch
@@ -99,7 +127,7 @@ def run_busy(video: Path, out: Path, checkpoints: Path, gallery: Path | None) ->
     feeder = threading.Thread(target=feed, daemon=True)
     feeder.start()
     try:
-        app.run()
+        app.run(VideoAsCamera(FrameSource(video), app.worker.loaded, pace))
     finally:
         stop.set()
         feeder.join()
@@ -116,6 +144,9 @@ def main() -> int:
                         help="models for the busy run (default: tiny random ones, written to a temp dir)")
     parser.add_argument("--gallery", type=Path, default=ROOT / "examples" / "gallery",
                         help="photos indexed for the busy run (default examples/gallery)")
+    parser.add_argument("--pace", type=float, default=None, metavar="FPS",
+                        help="deliver frames no faster than a webcam of FPS frames per second "
+                             "(default: as fast as the loop takes them)")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers as JSON")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -123,16 +154,16 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         video = hand_video(tmp / "hands.avi", args.frames)
-        idle = run_idle(video, tmp / "idle")
+        idle = run_idle(video, tmp / "idle", args.pace)
         print(f"idle : {idle}", flush=True)
         checkpoints = args.checkpoints
         if checkpoints is None:
             from tests.tiny_checkpoints import write_tiny_checkpoints
             checkpoints = write_tiny_checkpoints(tmp / "checkpoints")
-        busy = run_busy(video, tmp / "busy", checkpoints, args.gallery)
+        busy = run_busy(video, tmp / "busy", checkpoints, args.gallery, args.pace)
         print(f"busy : {busy}", flush=True)
     numbers = {"cpu_count": os.cpu_count(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-               "frames": args.frames, "idle": idle, "busy": busy}
+               "frames": args.frames, "pace": args.pace, "idle": idle, "busy": busy}
     if args.json:
         args.json.write_text(json.dumps(numbers, indent=2))
     return 0
