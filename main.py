@@ -22,9 +22,9 @@ from pathlib import Path
 os.environ.setdefault("GLOG_minloglevel", "2")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from sketch.app import AirCanvasApp, AppOptions, reserve_core_for_loop  # noqa: E402
+from sketch.app import AirCanvasApp, AppOptions, cap_worker_threads  # noqa: E402
 
-reserve_core_for_loop()  # before anything imports torch
+cap_worker_threads()  # before anything imports torch
 
 from cli_common import (add_model_arguments, positive_int, quiet_model_libraries,  # noqa: E402
                         run_cli, settings_from, setup_logging)

@@ -35,12 +35,23 @@ TITLE = "Sketch search"
 TOAST_SECONDS = 3.0
 
 
-def reserve_core_for_loop() -> None:
-    """Leave one CPU core to the camera loop: cap the model libraries' thread pools.
+def worker_threads(cores: int) -> int:
+    """Torch threads for the search worker on a machine with `cores` CPU cores.
+
+    All but one, so the camera loop keeps a core, but two where there are two: a 30 fps webcam
+    needs only ~40 % of a core for tracking (14 ms a frame), and on 2 cores a second worker thread
+    made a full-size query 1.4x faster (31 -> 22 s) with the loop still at 30 fps (BENCHMARKS.md,
+    table 6).
+    """
+    return max(1, min(cores, max(2, cores - 1)))
+
+
+def cap_worker_threads() -> None:
+    """Cap the model libraries' thread pools at worker_threads(cores), leaving the loop its share.
 
     Must run before torch is imported (it reads OMP_NUM_THREADS once); a value the user set wins.
     """
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 2) - 1)))
+    os.environ.setdefault("OMP_NUM_THREADS", str(worker_threads(os.cpu_count() or 2)))
 
 
 @dataclass

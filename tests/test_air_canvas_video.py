@@ -298,3 +298,23 @@ def test_no_hand_lifts_the_pen_and_a_new_stroke_starts(landmarks):
     first_y = np.mean([p[1] for p in canvas.strokes[0].points])
     second_y = np.mean([p[1] for p in canvas.strokes[1].points])
     assert second_y - first_y > 150  # the second stroke is where the hand came back, not joined
+
+
+# -- the worker's thread budget -------------------------------------------------------------------
+@pytest.mark.parametrize("cores, threads", [(1, 1), (2, 2), (3, 2), (4, 3), (16, 15)])
+def test_worker_leaves_the_loop_a_core_except_where_that_would_halve_it(cores, threads):
+    from sketch.app import worker_threads
+    assert worker_threads(cores) == threads
+
+
+def test_worker_thread_cap_is_set_unless_the_user_chose(monkeypatch):
+    import os
+
+    from sketch.app import cap_worker_threads
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    cap_worker_threads()
+    assert os.environ["OMP_NUM_THREADS"] == "7"
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    cap_worker_threads()
+    assert os.environ["OMP_NUM_THREADS"] == "3"
