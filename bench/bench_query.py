@@ -31,15 +31,20 @@ STAGES = ("preprocess", "captioning", "text encoder", "vae encode", "unet", "vae
 
 def instrument(search) -> dict[str, list[float]]:
     """Time the generator's and embedder's pieces by wrapping them (bench only, product unchanged)."""
+    import torch
     times: dict[str, list[float]] = defaultdict(list)
+    # CUDA kernels run asynchronously: a piece has ended when the device has finished it.
+    sync = torch.cuda.synchronize if search.device.type == "cuda" else (lambda: None)
 
     def timed(name, function):
         @functools.wraps(function)
         def wrapper(*args, **kwargs):
+            sync()
             start = time.perf_counter()
             try:
                 return function(*args, **kwargs)
             finally:
+                sync()
                 times[name].append(time.perf_counter() - start)
         return wrapper
 
@@ -79,7 +84,7 @@ def run(args) -> dict:
     checkpoints = full_size.checkpoints()
     gallery = full_size.gallery(args.gallery_size)
     index_path = full_size.query_index(args.gallery_size)
-    settings = Settings(checkpoints=checkpoints, device="cpu", show_progress=False, index_path=index_path)
+    settings = Settings(checkpoints=checkpoints, device=args.device, show_progress=False, index_path=index_path)
     report = {"machine": full_size.machine(), "command": " ".join(["bench/bench_query.py", *sys.argv[1:]])}
 
     search = SketchSearch(settings)
@@ -108,6 +113,7 @@ def run(args) -> dict:
     report["peak_rss_gb"] = full_size.peak_rss_gb()
     report["load_average_after"] = full_size.load_average()
     report["generator_dtype"] = str(search.generator.unet.dtype)
+    report["device"] = str(search.device)
     return report
 
 
@@ -115,6 +121,8 @@ def print_table(report: dict) -> None:
     m = report["machine"]
     print(f"machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']} ({m['torch_threads']} threads), "
           f"{m['date']}, load average {m['load_average']} -> {report['load_average_after']}")
+    if m.get("gpu"):
+        print(f"GPU: {m['gpu']}; models on {report['device']}")
     print(f"models loaded in {report['load_s']:.1f} s, RSS {report['rss_after_load_gb']:.2f} GB after load, "
           f"peak RSS {report['peak_rss_gb']:.2f} GB; generator {report['generator_dtype']}")
     print(f"gallery: {report['gallery']} photos, index update {report['index_s']:.1f} s ({report['index_report']})")
@@ -131,10 +139,16 @@ def main() -> None:
     parser.add_argument("--gallery-size", type=int, default=200)
     parser.add_argument("--baseline", action="store_true",
                         help="the generator and embedder as before the speed-ups (float32, adapters separate)")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                        help="where the models run (default cpu; cuda: float16, the VAE in float32)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, one per core)")
 
     def settle(args):
         args.runs = args.runs or (1 if args.quick else 5)
+        if args.device == "cuda":
+            import torch
+            if not torch.cuda.is_available():
+                parser.error("--device cuda: no CUDA GPU is visible here; run it where one is, or use cpu")
 
     full_size.run_benchmark(parser, run, print_table, settle)
 

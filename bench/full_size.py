@@ -298,8 +298,9 @@ def cpu_model() -> str:
 
 
 def machine() -> dict:
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {"cpu": cpu_model(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__, "python": platform.python_version(),
+            "torch": torch.__version__, "python": platform.python_version(), "gpu": gpu,
             "date": datetime.date.today().isoformat(), "load_average": load_average()}
 
 
