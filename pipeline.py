@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 StatusFn = Callable[[str], None]
 ProgressFn = Callable[[int, int], None]
+# The models a SketchSearch holds, by the stage that uses them.
+MODEL_STAGES = ("captioner", "generator", "embedder")
 
 
 def pick_device(name: str) -> tuple[torch.device, torch.dtype]:
@@ -133,10 +135,12 @@ class SketchSearch:
             raise MissingCheckpointError(f"--captioner {choice}: no such file or folder")
         return path
 
-    def model_sources(self) -> list[layout.ModelSource]:
+    def model_sources(self, stages: Sequence[str] = MODEL_STAGES) -> list[layout.ModelSource]:
+        """The model files the given stages need (default: all of them)."""
         ckpt = self.settings.checkpoints
-        return [layout.captioner_source(ckpt), *layout.generator_sources(ckpt),
-                layout.embedder_source(ckpt, self.settings.embedder)]
+        return ([layout.captioner_source(ckpt)] * ("captioner" in stages)
+                + layout.generator_sources(ckpt) * ("generator" in stages)
+                + [layout.embedder_source(ckpt, self.settings.embedder)] * ("embedder" in stages))
 
     def _where(self, source: layout.ModelSource) -> str | Path:
         """A local folder when present, else (with --online) the hub id to download."""
@@ -144,35 +148,45 @@ class SketchSearch:
             return source.local
         return source.hub_id
 
-    def check_models(self) -> None:
+    def check_models(self, stages: Sequence[str] = MODEL_STAGES) -> None:
         """Raise MissingCheckpointError (one line, with the fetch command) before any work."""
-        self._fine_tuned_captioner()
-        sources = self.model_sources()
+        unknown = set(stages) - set(MODEL_STAGES)
+        if unknown:
+            raise ValueError(f"unknown model stages {sorted(unknown)}; choose from {MODEL_STAGES}")
+        if "captioner" in stages:
+            self._fine_tuned_captioner()
+        sources = self.model_sources(stages)
         if self.settings.online:
             sources = [s for s in sources if s.hub_id is None]
         layout.require(sources)
 
-    def load(self, status: StatusFn | None = None) -> None:
-        """Load every model once; later calls return at once."""
+    def load(self, status: StatusFn | None = None, stages: Sequence[str] = MODEL_STAGES) -> None:
+        """Load the stages' models (default: every one) once; later calls return at once.
+
+        A tool that needs only some stages (e.g. evaluating raw sketches: the embedder) loads
+        only those, and only their files must exist.
+        """
         say = status or (lambda text: None)
         with self._lock:
-            self.check_models()
-            captioner_src, sd_turbo_src, lora_src, embedder_src = self.model_sources()
+            self.check_models(stages)
+            ckpt = self.settings.checkpoints
             precision = model_precision(self.device, self.dtype, self.settings.precision)
-            if self.captioner is None:
+            if "captioner" in stages and self.captioner is None:
                 say("loading captioner")
                 self.captioner = BlipCaptioner.from_pretrained(
-                    self._where(captioner_src), self._fine_tuned_captioner(), self.device, precision.captioner)
-            if self.generator is None:
+                    self._where(layout.captioner_source(ckpt)), self._fine_tuned_captioner(), self.device,
+                    precision.captioner)
+            if "generator" in stages and self.generator is None:
+                sd_turbo_src, lora_src = layout.generator_sources(ckpt)
                 say("loading generator")
                 # Merged for the configured gamma: a query at another gamma re-merges (seconds).
                 self.generator = Pix2PixTurbo.from_pretrained(
                     self._where(sd_turbo_src), lora_src.local, self.device, precision.generator,
                     gamma=self.settings.gamma, vae_dtype=precision.vae, channels_last=precision.channels_last)
-            if self.embedder is None:
+            if "embedder" in stages and self.embedder is None:
                 say("loading embedder")
                 self.embedder = DinoEmbedder.from_pretrained(
-                    self._where(embedder_src), self.device, precision.embedder,
+                    self._where(layout.embedder_source(ckpt, self.settings.embedder)), self.device, precision.embedder,
                     name=layout.dinov2_dir_name(self.settings.embedder))
             say("models loaded")
 

@@ -175,11 +175,19 @@ class Evaluator:
         self.search = None
         self.clip = None
 
+    def stages(self) -> tuple[str, ...]:
+        """The pipeline models the chosen modes use (raw sketches need only the embedder)."""
+        needed = {"embedder"}
+        if {"generated", "caption"} & set(self.modes):
+            needed.add("captioner")
+        if "generated" in self.modes:
+            needed.add("generator")
+        return tuple(stage for stage in ("captioner", "generator", "embedder") if stage in needed)
+
     def load(self) -> None:
         from pipeline import SketchSearch
         self.search = SketchSearch(self.config.settings)
-        self.search.check_models()
-        self.search.load()
+        self.search.load(stages=self.stages())
         if "caption" in self.modes:
             from retrieval.clip_embedder import ClipEmbedder
             self.clip = ClipEmbedder.from_pretrained(self.config.clip, self.search.device, self.search.dtype)

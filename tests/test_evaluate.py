@@ -179,3 +179,25 @@ def test_bad_folders_are_one_line(dataset, checkpoints, tmp_path):
                                      settings=settings(tmp_path / "no-models")))
     with pytest.raises(MissingCheckpointError, match="checkpoints.fetch"):
         evaluator.run()
+
+
+def test_sketch_mode_needs_and_loads_only_the_embedder(dataset, checkpoints, tmp_path):
+    import shutil
+
+    from checkpoints import layout
+    only_dino = tmp_path / "only-dinov2"
+    only_dino.mkdir()
+    dino = layout.embedder_source(checkpoints, "base").local
+    shutil.copytree(dino, only_dino / dino.name)
+    evaluator = Evaluator(EvalConfig(sketches=dataset / "sketches", photos=dataset / "photos",
+                                     settings=settings(only_dino), modes=("sketch",), out=tmp_path / "r"))
+    report = evaluator.run()
+    assert report["modes"]["sketch"]["overall"]["queries"] == 6
+    search = evaluator.search
+    assert search.embedder is not None and search.captioner is None and search.generator is None
+    # The generated route does need the other models, and says which are missing in one line.
+    evaluator = Evaluator(EvalConfig(sketches=dataset / "sketches", photos=dataset / "photos",
+                                     settings=settings(only_dino), modes=("sketch", "generated")))
+    with pytest.raises(MissingCheckpointError, match="checkpoints.fetch") as info:
+        evaluator.run()
+    assert "\n" not in str(info.value)
