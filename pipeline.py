@@ -138,9 +138,14 @@ class SketchSearch:
     def model_sources(self, stages: Sequence[str] = MODEL_STAGES) -> list[layout.ModelSource]:
         """The model files the given stages need (default: all of them)."""
         ckpt = self.settings.checkpoints
-        return ([layout.captioner_source(ckpt)] * ("captioner" in stages)
-                + layout.generator_sources(ckpt) * ("generator" in stages)
-                + [layout.embedder_source(ckpt, self.settings.embedder)] * ("embedder" in stages))
+        sources = []
+        if "captioner" in stages:
+            sources.append(layout.captioner_source(ckpt))
+        if "generator" in stages:
+            sources.extend(layout.generator_sources(ckpt))
+        if "embedder" in stages:
+            sources.append(layout.embedder_source(ckpt, self.settings.embedder))
+        return sources
 
     def _where(self, source: layout.ModelSource) -> str | Path:
         """A local folder when present, else (with --online) the hub id to download."""
@@ -185,8 +190,9 @@ class SketchSearch:
                     gamma=self.settings.gamma, vae_dtype=precision.vae, channels_last=precision.channels_last)
             if "embedder" in stages and self.embedder is None:
                 say("loading embedder")
+                source = layout.embedder_source(ckpt, self.settings.embedder)
                 self.embedder = DinoEmbedder.from_pretrained(
-                    self._where(layout.embedder_source(ckpt, self.settings.embedder)), self.device, precision.embedder,
+                    self._where(source), self.device, precision.embedder,
                     name=layout.dinov2_dir_name(self.settings.embedder))
             say("models loaded")
 

@@ -29,6 +29,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from sketch.app import AirCanvasApp, AppOptions, cap_worker_threads  # noqa: E402
+from sketch.camera import FrameSource  # noqa: E402
 
 cap_worker_threads()
 
@@ -62,8 +63,6 @@ def summarise(frames: list[tuple[float, float, bool]]) -> dict:
 
 
 def run_idle(video: Path, out: Path, pace: float | None) -> dict:
-    from sketch.camera import FrameSource
-
     app = AirCanvasApp(AppOptions(source=video, sketch_dir=out, window=False))
     app.run(VideoAsCamera(FrameSource(video), pace=pace))
     return summarise(list(app.stats.frame_seconds)[5:])  # skip the tracker's warm-up
@@ -94,8 +93,6 @@ class VideoAsCamera:
 
 def run_busy(video: Path, out: Path, checkpoints: Path, gallery: Path | None, pace: float | None) -> dict:
     from PIL import Image
-
-    from sketch.camera import FrameSource
 
     from cli_common import setup_logging
     from pipeline import SketchSearch

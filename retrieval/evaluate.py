@@ -177,12 +177,12 @@ class Evaluator:
 
     def stages(self) -> tuple[str, ...]:
         """The pipeline models the chosen modes use (raw sketches need only the embedder)."""
-        needed = {"embedder"}
+        needed = ["embedder"]
         if {"generated", "caption"} & set(self.modes):
-            needed.add("captioner")
+            needed.append("captioner")
         if "generated" in self.modes:
-            needed.add("generator")
-        return tuple(stage for stage in ("captioner", "generator", "embedder") if stage in needed)
+            needed.append("generator")
+        return tuple(needed)
 
     def load(self) -> None:
         from pipeline import SketchSearch
