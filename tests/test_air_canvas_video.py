@@ -24,6 +24,20 @@ def circle_video(tmp_path_factory) -> Path:
     return write_video(tmp_path_factory.mktemp("video") / "circle.avi", hand_video_frames())
 
 
+def camera_unplugged_after(frames: int, video: Path):
+    """The video as a camera that fails, as an unplugged webcam does, after `frames` frames."""
+    from errors import CameraError
+    from sketch.camera import FrameSource
+
+    class UnpluggedCamera(FrameSource):
+        def read(self):
+            if self.frames_read == frames:
+                raise CameraError("the camera stopped sending frames")
+            return super().read()
+
+    return UnpluggedCamera(video)
+
+
 def ink_mask(image: np.ndarray) -> np.ndarray:
     return image.min(axis=2) < 160
 
@@ -164,18 +178,11 @@ def test_camera_failing_mid_run_saves_the_sketch_so_far(circle_video, tmp_path):
     from errors import SketchSearchError
     from errors import CameraError
     from sketch.app import AirCanvasApp, AppOptions
-    from sketch.camera import FrameSource
-
-    class UnpluggedCamera(FrameSource):
-        def read(self):
-            if self.frames_read == 80:  # the circle is half drawn
-                raise CameraError("the camera stopped sending frames")
-            return super().read()
 
     out = tmp_path / "sketches"
     app = AirCanvasApp(AppOptions(source=circle_video, sketch_dir=out, window=False))
     with pytest.raises(CameraError, match="sketch so far is saved") as caught:
-        app.run(UnpluggedCamera(circle_video))
+        app.run(camera_unplugged_after(80, circle_video))  # the circle is half drawn
     assert isinstance(caught.value, SketchSearchError)  # main.py: one line, exit 2
     [saved] = out.glob("sketch-*.png")
     assert str(saved) in str(caught.value)
@@ -186,18 +193,11 @@ def test_camera_failing_mid_run_saves_the_sketch_so_far(circle_video, tmp_path):
 def test_camera_failing_before_any_drawing_saves_nothing(circle_video, tmp_path):
     from errors import CameraError
     from sketch.app import AirCanvasApp, AppOptions
-    from sketch.camera import FrameSource
-
-    class UnpluggedCamera(FrameSource):
-        def read(self):
-            if self.frames_read == 2:
-                raise CameraError("the camera stopped sending frames")
-            return super().read()
 
     out = tmp_path / "sketches"
     app = AirCanvasApp(AppOptions(source=circle_video, sketch_dir=out, window=False))
     with pytest.raises(CameraError, match="stopped") as caught:
-        app.run(UnpluggedCamera(circle_video))
+        app.run(camera_unplugged_after(2, circle_video))
     assert "saved" not in str(caught.value) and not list(out.glob("sketch-*"))
 
 
