@@ -22,16 +22,18 @@ from pathlib import Path
 os.environ.setdefault("GLOG_minloglevel", "2")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from sketch.app import AirCanvasApp, AppOptions, cap_worker_threads  # noqa: E402
+from app.air_canvas import AirCanvasApp, AppOptions, cap_worker_threads  # noqa: E402
 
 cap_worker_threads()  # before anything imports torch
 
-from cli_common import (add_model_arguments, positive_int, quiet_model_libraries,  # noqa: E402
-                        run_cli, settings_from, setup_logging)
+from app.cli import add_gallery_arguments, add_model_arguments, positive_int, quiet_model_libraries, settings_from  # noqa: E402
+from app.model_plan import plan_models  # noqa: E402
+from common.command import run_command, setup_logging  # noqa: E402
+from common.errors import GalleryError, SketchSearchError  # noqa: E402
 from device.phone_sync import DEFAULT_ADB_PORT, DEFAULT_FOLDERS  # noqa: E402
-from errors import GalleryError, SketchSearchError  # noqa: E402
 
 DEFAULT_GALLERY = Path("~/sketch-gallery")
+INTERRUPTED = "interrupted: saved sketches and their results are in --sketch-dir"
 
 
 def _source(text: str) -> int | Path:
@@ -45,6 +47,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--source", type=_source, default=0,
                         help="camera index (default 0, the first webcam; shown mirrored) or a video "
                              "file to use instead (shown as it is; the program ends with it)")
+    add_gallery_arguments(parser)
     add_model_arguments(parser)
     parser.add_argument("--no-window", dest="window", action="store_false",
                         help="show nothing (headless); saves still write their files")
@@ -95,10 +98,11 @@ def main(argv: list[str] | None = None) -> int:
         raise GalleryError(f"--gallery {gallery}: no such folder; pass the folder of your photos")
     search = None
     if args.search:
+        settings = settings_from(args)
+        plan_models(settings)  # missing models: one line now, before torch is imported
         quiet_model_libraries()
-        from pipeline import SketchSearch
-        search = SketchSearch(settings_from(args))
-        search.check_models()
+        from app.sketch_search import SketchSearch
+        search = SketchSearch(settings)
         if gallery is None:
             logging.getLogger("main").warning(
                 "no --gallery: searches show the caption and generated image only")
@@ -113,4 +117,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    run_command(main, interrupted=INTERRUPTED)

@@ -8,10 +8,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cli_common import (add_model_arguments, quiet_model_libraries, run_cli, settings_from,
-                        setup_logging)
-from errors import GalleryError, NotAnImageError, SketchSearchError
-from result_files import save_query_files, write_atomically
+from app.cli import add_gallery_arguments, add_model_arguments, quiet_model_libraries, settings_from
+from app.model_plan import plan_models
+from app.outputs import save_query_files
+from common.command import run_command, setup_logging
+from common.errors import GalleryError, NotAnImageError, SketchSearchError
+from common.files import write_atomically
+
+# True here: the index commits each batch, so the next run resumes where this one stopped.
+INTERRUPTED = "interrupted: what was indexed is kept; run again to resume"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -21,6 +26,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     "every photo (DINOv2, cosine similarity).")
     parser.add_argument("--image_path", type=Path, required=True,
                         help="the sketch: strokes of any colour on a plain background (PNG/JPEG)")
+    add_gallery_arguments(parser)
     add_model_arguments(parser)
     parser.add_argument("--output", type=Path, default=None,
                         help="results grid image (default results/<sketch-name>_results.png)")
@@ -67,12 +73,12 @@ def main(argv: list[str] | None = None) -> int:
     if not gallery.is_dir():
         raise GalleryError(f"--gallery {gallery}: not a folder; pass the folder of your photos")
     settings = settings_from(args)
+    plan_models(settings)  # missing models: one line now, before the slow torch imports
 
     quiet_model_libraries()
-    from pipeline import SketchSearch
-    from results_grid import render_results_grid
+    from app.results_grid import render_results_grid
+    from app.sketch_search import SketchSearch
     search = SketchSearch(settings)
-    search.check_models()
     search.load()
     report = search.index_gallery(gallery)
     result = search.query(sketch)
@@ -93,4 +99,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    run_command(main, interrupted=INTERRUPTED)

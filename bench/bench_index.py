@@ -21,11 +21,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from bench import full_size
 
-from bench import full_size  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 RERUN_PHOTOS = 10_000
 
@@ -52,7 +50,7 @@ def small_gallery(count: int) -> tuple[Path, Path]:
 
     from retrieval.embedder import DinoEmbedder
     from retrieval.index import GalleryIndex
-    from tests.tiny_models.dinov2 import write_tiny_dinov2
+    from tools.fixtures.tiny_models.dinov2 import write_tiny_dinov2
     root = full_size.CACHE / f"small-gallery-{count}"
     folder, index_path, model = root / "photos", root / "index.sqlite", root / "tiny-dinov2"
     if not (root / full_size.DONE).is_file():
@@ -83,12 +81,12 @@ def run(args) -> dict:
     from retrieval.images import load_image
     from retrieval.index import GalleryIndex
 
-    report = {"machine": full_size.machine(), "command": " ".join(["bench/bench_index.py", *sys.argv[1:]])}
+    report = {"machine": full_size.machine(), "command": " ".join(["python -m bench.bench_index", *sys.argv[1:]])}
     folder = photo_folder(args.photos)
     paths = sorted(folder.glob("*.jpg"))[:args.photos]
     import torch
 
-    from pipeline import model_precision
+    from app.sketch_search import model_precision
     dtype = model_precision(torch.device("cpu"), torch.float32).embedder  # the product's choice here
     report["embedder_dtype"] = str(dtype)
     embedder = DinoEmbedder.from_pretrained(full_size.checkpoints() / "dinov2-base", dtype=dtype)

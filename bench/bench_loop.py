@@ -5,9 +5,9 @@
 The camera is a 640 x 480 video of a real hand photo (../shared/data/hand-counts) moving in
 circles, so every frame costs a hand-tracking pass and a stroke update, like a drawing user.
 Run 1: no search. Run 2: the real pipeline (SketchSearch; tiny random models from
-tests/tiny_checkpoints when --checkpoints is not given), loaded beforehand, with queries submitted
+tools/fixtures/tiny_checkpoints when --checkpoints is not given), loaded beforehand, with queries submitted
 back to back so one is always running on the worker thread while the loop runs. The worker's
-torch threads are capped as main.py caps them (sketch.app.worker_threads; OMP_NUM_THREADS set by
+torch threads are capped as main.py caps them (app.air_canvas.worker_threads; OMP_NUM_THREADS set by
 the caller wins). --pace 30 delivers frames like a 30 fps webcam.
 """
 from __future__ import annotations
@@ -24,18 +24,17 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("GLOG_minloglevel", "2")
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
-from sketch.app import AirCanvasApp, AppOptions, cap_worker_threads  # noqa: E402
-from sketch.camera import FrameSource  # noqa: E402
+from app.air_canvas import AirCanvasApp, AppOptions, cap_worker_threads
+from sketch.camera import FrameSource
+
+ROOT = Path(__file__).resolve().parents[1]
 
 cap_worker_threads()
 
 
 def hand_video(path: Path, frames: int) -> Path:
-    from tests.hand_video import hand_video_frames, write_video
+    from tools.fixtures.hand_video import hand_video_frames, write_video
 
     def circles():
         produced = 0
@@ -94,9 +93,9 @@ class VideoAsCamera:
 def run_busy(video: Path, out: Path, checkpoints: Path, gallery: Path | None, pace: float | None) -> dict:
     from PIL import Image
 
-    from cli_common import setup_logging
-    from pipeline import SketchSearch
-    from settings import Settings
+    from app.cli import setup_logging
+    from app.settings import Settings
+    from app.sketch_search import SketchSearch
 
     setup_logging(False)  # quiet the model libraries' loading bars
 
@@ -155,7 +154,7 @@ def main() -> int:
         print(f"idle : {idle}", flush=True)
         checkpoints = args.checkpoints
         if checkpoints is None:
-            from tests.tiny_checkpoints import write_tiny_checkpoints
+            from tools.fixtures.tiny_checkpoints import write_tiny_checkpoints
             checkpoints = write_tiny_checkpoints(tmp / "checkpoints")
         busy = run_busy(video, tmp / "busy", checkpoints, args.gallery, args.pace)
         print(f"busy : {busy}", flush=True)

@@ -18,13 +18,11 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
+from bench import full_size
+
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import numpy as np  # noqa: E402
-
-from bench import full_size  # noqa: E402
 
 VARIANTS = {  # name: (dtype name, merge for gamma, channels_last)
     "float32, adapters separate (reference)": ("float32", False, False),
@@ -84,7 +82,7 @@ def run(args) -> dict:
             _, vectors = index.load_vectors()
     reference = next(iter(VARIANTS))
     report = {"machine": full_size.machine(), "size": args.size, "seeds": list(args.seeds),
-              "command": " ".join(["bench/bench_precision.py", *sys.argv[1:]]), "variants": {}}
+              "command": " ".join(["python -m bench.bench_precision", *sys.argv[1:]]), "variants": {}}
     ref_vectors = embedder.embed_images([Image.fromarray(x) for x in images[reference]])
     for name in variants:
         rows = []

@@ -19,11 +19,9 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from bench import full_size
 
-from bench import full_size  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 STAGES = ("preprocess", "captioning", "text encoder", "vae encode", "unet", "vae decode",
           "generating", "embed query", "top-k", "searching", "total")
@@ -78,14 +76,14 @@ def run(args) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from pipeline import SketchSearch
-    from settings import Settings
+    from app.settings import Settings
+    from app.sketch_search import SketchSearch
 
     checkpoints = full_size.checkpoints()
     gallery = full_size.gallery(args.gallery_size)
     index_path = full_size.query_index(args.gallery_size)
     settings = Settings(checkpoints=checkpoints, device=args.device, show_progress=False, index_path=index_path)
-    report = {"machine": full_size.machine(), "command": " ".join(["bench/bench_query.py", *sys.argv[1:]])}
+    report = {"machine": full_size.machine(), "command": " ".join(["python -m bench.bench_query", *sys.argv[1:]])}
 
     search = SketchSearch(settings)
     start = time.perf_counter()

@@ -24,14 +24,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
+from bench import full_size
+from retrieval.search import top_k
+
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import numpy as np  # noqa: E402
-
-from bench import full_size  # noqa: E402
-from retrieval.search import top_k  # noqa: E402
 
 DIM = 768
 K = 10
@@ -125,7 +123,7 @@ def bench_sqlite(n: int, vectors: np.ndarray, folder: Path) -> dict:
 def run(args) -> dict:
     import torch
     rng = np.random.default_rng(0)
-    report = {"machine": full_size.machine(), "command": " ".join(["bench/bench_search.py", *sys.argv[1:]]),
+    report = {"machine": full_size.machine(), "command": " ".join(["python -m bench.bench_search", *sys.argv[1:]]),
               "rows": [], "sqlite": []}
     datasets = [("topics", 100)] + ([] if args.quick else [("no topics (IVF's worst case)", 0)])
     for data_name, topics in datasets:

@@ -24,11 +24,10 @@ import time
 from pathlib import Path
 
 START = time.perf_counter()
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
-from bench import full_size  # noqa: E402
+from bench import full_size  # noqa: E402 (after START: the seed flow times its own imports)
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def seed_process(gallery: Path, limit: int) -> dict:
@@ -82,8 +81,8 @@ def our_queries(gallery: Path, runs: int, warm: bool) -> dict:
     full_size.quiet()
     from PIL import Image
 
-    from pipeline import SketchSearch
-    from settings import Settings
+    from app.settings import Settings
+    from app.sketch_search import SketchSearch
     settings = Settings(checkpoints=full_size.checkpoints(), device="cpu", show_progress=False,
                         index_path=full_size.query_index(200))
     search = SketchSearch(settings)
@@ -131,7 +130,7 @@ def main() -> None:
     per_photo = seed["embed_gallery"] / seed["photos"]
     seed["wall_at_200"] = seed_wall + per_photo * (200 - seed["photos"])
     ours = our_queries(gallery, 1 if args.quick else 3, warm=not args.quick)
-    report = {"machine": machine, "command": " ".join(["bench/bench_seed_flow.py", *sys.argv[1:]]),
+    report = {"machine": machine, "command": " ".join(["python -m bench.bench_seed_flow", *sys.argv[1:]]),
               "seed": seed, "ours": ours, "speedup": seed["wall_at_200"] / ours["median"],
               "load_average_after": full_size.load_average()}
     print(f"machine: {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']}, {machine['date']}, "

@@ -11,21 +11,18 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+from ppadb.client import Client
+from ppadb.device import Device
+
+from device.phone_sync import sync_phone
+from device.sync_protocol import SyncConnection
+from tools.fixtures.fake_phone import AdbServer, FakePhone
+
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from ppadb.client import Client  # noqa: E402
-from ppadb.device import Device  # noqa: E402
-
-from device.phone_sync import sync_phone  # noqa: E402
-from device.sync_protocol import SyncConnection  # noqa: E402
-from tests.fake_phone import AdbServer, FakePhone  # noqa: E402
 
 
 def build_phone(root: Path, photos: int, size: int) -> None:

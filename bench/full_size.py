@@ -10,7 +10,7 @@ timed too:
   layers), SD 2.1's UNet (320/640/1280/1280) and SD's VAE (128/256/512/512), a synthetic CLIP BPE
   vocabulary of 49408 tokens, SD-Turbo's scheduler config;
 - pix2pix-turbo's LoRA file (UNet rank 8, VAE rank 4, the authors' target lists, skip convs and the
-  twin first conv) built the authors' way by tests/tiny_models/sd_turbo.py;
+  twin first conv) built the authors' way by tools/fixtures/tiny_models/sd_turbo.py;
 - DINOv2 base (ViT-B/14, 518 px positions) with facebook/dinov2-base's processor (256 / 224).
 
 The cache lives in $SKETCH_BENCH_CACHE or ~/.cache/sketch-search-bench (about 7 GB of models and
@@ -26,18 +26,15 @@ import platform
 import random
 import resource
 import subprocess
-import sys
 from pathlib import Path
 
+import numpy as np
+import torch
+from PIL import Image
+
+from checkpoints import layout
+
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from checkpoints import layout  # noqa: E402
 
 log = logging.getLogger("bench")
 
@@ -85,8 +82,7 @@ TWIN_CONV_STD = 0.01
 
 # -- models --------------------------------------------------------------------------------------
 def write_blip_base(out: Path, seed: int = 0) -> Path:
-    from transformers import (BertTokenizer, BlipConfig, BlipForConditionalGeneration,
-                              BlipImageProcessor, BlipProcessor)
+    from transformers import BertTokenizer, BlipConfig, BlipForConditionalGeneration, BlipImageProcessor, BlipProcessor
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     config = BlipConfig(text_config=BLIP_TEXT, vision_config=BLIP_VISION, projection_dim=512,
@@ -107,7 +103,7 @@ def write_blip_base(out: Path, seed: int = 0) -> Path:
 
 def write_clip_tokenizer(folder: Path, vocab_size: int = 49408) -> int:
     """CLIP BPE files of the real size: bytes, byte+</w>, synthetic merges, the two specials."""
-    from tests.tiny_models.sd_turbo import PAD_TOKEN, _bytes_to_unicode
+    from tools.fixtures.tiny_models.sd_turbo import PAD_TOKEN, _bytes_to_unicode
     folder.mkdir(parents=True, exist_ok=True)
     chars = _bytes_to_unicode()
     vocab = chars + [c + "</w>" for c in chars]
@@ -146,7 +142,7 @@ def write_sd_turbo(out: Path, seed: int = 0) -> Path:
     from diffusers import AutoencoderKL, EulerDiscreteScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from tests.tiny_models.sd_turbo import MODEL_INDEX, SD_TURBO_SCHEDULER, SD_TURBO_SCHEDULER_EXTRA
+    from tools.fixtures.tiny_models.sd_turbo import MODEL_INDEX, SD_TURBO_SCHEDULER, SD_TURBO_SCHEDULER_EXTRA
     out.mkdir(parents=True, exist_ok=True)
     vocab = write_clip_tokenizer(out / "tokenizer")
     assert vocab == SD_TURBO_TEXT["vocab_size"], vocab
@@ -165,11 +161,11 @@ def write_sd_turbo(out: Path, seed: int = 0) -> Path:
 def write_lora_file(path: Path, sd_turbo: Path, seed: int = 0) -> Path:
     """The authors' LoRA file for the full-size SD-Turbo, with trained-like magnitudes.
 
-    The model is built by tests/tiny_models/sd_turbo.py's `build_authors_model` (the authors'
+    The model is built by tools/fixtures/tiny_models/sd_turbo.py's `build_authors_model` (the authors'
     ranks, target lists, skip convs and twin conv); the tiny writer's noise (std 0.2) would dwarf
     full-size weights, so lora_B and the twin conv's change are drawn small here.
     """
-    from tests.tiny_models.sd_turbo import RANK_UNET, RANK_VAE, UNET_TARGETS, VAE_TARGETS, build_authors_model
+    from tools.fixtures.tiny_models.sd_turbo import RANK_UNET, RANK_VAE, UNET_TARGETS, VAE_TARGETS, build_authors_model
     torch.manual_seed(seed)
     unet, vae = build_authors_model(sd_turbo)
     generator = torch.Generator().manual_seed(seed)

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 from transformers import BlipForConditionalGeneration, BlipProcessor
 
-from errors import CheckpointFormatError
+from common.errors import CheckpointFormatError
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ class BlipCaptioner:
     @classmethod
     def from_pretrained(cls, base: str | Path, fine_tuned: str | Path | None = None,
                         device: str | torch.device = "cpu",
-                        dtype: torch.dtype = torch.float32) -> "BlipCaptioner":
+                        dtype: torch.dtype = torch.float32) -> BlipCaptioner:
         """`base`: folder or hub id of BLIP base captioning (processor + architecture).
 
         `fine_tuned`: an HF folder of a fine-tuned model (its own processor is used when it has

@@ -13,11 +13,9 @@ import sys
 import urllib.request
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as `python checkpoints/fetch.py`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from checkpoints import layout  # noqa: E402
-from errors import SketchSearchError  # noqa: E402
+from checkpoints import layout
+from common.command import exit_status, run_command, setup_logging
+from common.errors import SketchSearchError
 
 log = logging.getLogger(__name__)
 
@@ -95,21 +93,17 @@ def fetch_all(checkpoints: Path, embedders: list[str]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Download the models sketch search needs.")
-    parser.add_argument("--checkpoints", type=Path, default=Path(__file__).resolve().parent,
+    parser.add_argument("--checkpoints", type=Path, default=layout.DEFAULT_CHECKPOINTS,
                         help="where to put them (default: this checkpoints folder)")
     parser.add_argument("--embedder", nargs="+", choices=[*layout.DINOV2, "all"],
                         default=[layout.DEFAULT_EMBEDDER],
                         help=f"DINOv2 sizes to fetch (default {layout.DEFAULT_EMBEDDER})")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
+    setup_logging()
     sizes = list(layout.DINOV2) if "all" in args.embedder else args.embedder
-    try:
-        fetch_all(args.checkpoints, sizes)
-    except SketchSearchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    fetch_all(args.checkpoints, sizes)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_command(main, interrupted="interrupted: run the same command again to resume the downloads")

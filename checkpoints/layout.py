@@ -7,13 +7,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from errors import MissingCheckpointError
+from common.errors import MissingCheckpointError
 
 FETCH_COMMAND = "python -m checkpoints.fetch"
+# The one default models folder: this package's own folder, wherever the program is run from.
+DEFAULT_CHECKPOINTS = Path(__file__).resolve().parent
 
 # Hub ids that `fetch.py` downloads into the folder names below.
 BLIP_BASE = ("Salesforce/blip-image-captioning-base", "blip-image-captioning-base")
-BLIP_SKETCH_DIR = "blip-sketch"          # a fine-tuned HF folder (captioning.finetune writes it)
+BLIP_SKETCH_DIR = "blip-sketch"          # a fine-tuned HF folder (tools.finetune_captioner writes it)
 BLIP_SEED_FILE = "blip_sketch.pt"        # the seed project's torch file with `model_state_dict`
 SD_TURBO = ("stabilityai/sd-turbo", "sd-turbo")
 LORA_FILE = "sketch_to_image_stochastic.pkl"

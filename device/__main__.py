@@ -3,13 +3,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
-import sys
 from pathlib import Path
 
+from common.command import run_command, setup_logging
 from device.adb_server import DEFAULT_ADB_PORT, connect_server, list_phones
 from device.phone_sync import DEFAULT_FOLDERS, sync_phone
-from errors import SketchSearchError
 
 
 def _port(text: str) -> int:
@@ -80,18 +78,9 @@ def _run_sync(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return _run_list(args) if args.command == "list" else _run_sync(args)
-    except SketchSearchError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("error: interrupted; photos already copied are kept, sync again to finish",
-              file=sys.stderr)
-        return 130
+    setup_logging(args.verbose)
+    return _run_list(args) if args.command == "list" else _run_sync(args)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_command(main, interrupted="interrupted: photos already copied are kept; sync again to finish")

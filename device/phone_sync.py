@@ -20,15 +20,15 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from common.errors import GalleryError
+from common.files import PHOTO_EXTENSIONS
 from device.adb_server import DEFAULT_ADB_PORT, choose_phone, connect_server
 from device.phone_errors import PhoneConnectionLost, PhoneError
 from device.sync_protocol import DEFAULT_TIMEOUT_S, RemoteEntry, SyncConnection
 from device.sync_state import SyncedPhoto, SyncState
-from errors import GalleryError
 
 log = logging.getLogger(__name__)
 
-PHOTO_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".heic", ".heif", ".webp"})
 DEFAULT_FOLDERS = ("DCIM/Camera",)
 SDCARD = "/sdcard"
 MAX_DEPTH = 16                     # folders below a synced folder; stops runaway trees

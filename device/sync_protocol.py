@@ -64,7 +64,7 @@ class SyncConnection:
         self._expect_okay("the file transfer service (sync:)")
 
     @classmethod
-    def open(cls, device, timeout: float = DEFAULT_TIMEOUT_S) -> "SyncConnection":
+    def open(cls, device, timeout: float = DEFAULT_TIMEOUT_S) -> SyncConnection:
         """Open a sync session with a ppadb Device (its transport request included)."""
         try:
             connection = device.create_connection(set_transport=False, timeout=timeout)
@@ -86,7 +86,7 @@ class SyncConnection:
             pass
         self._connection.close()
 
-    def __enter__(self) -> "SyncConnection":
+    def __enter__(self) -> SyncConnection:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -165,7 +165,7 @@ class SyncConnection:
         while len(self._buffer) < wanted:
             try:
                 data = self._socket.recv(_READ_SIZE)
-            except socket.timeout as error:
+            except TimeoutError as error:
                 raise PhoneConnectionLost(
                     f"the phone sent nothing for {self._timeout:g} s") from error
             except OSError as error:

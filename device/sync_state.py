@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from errors import GalleryError
+from common.errors import GalleryError
 
 STATE_DIR = ".sketch-search"
 STATE_FILE = "sync.sqlite"
@@ -73,7 +73,7 @@ class SyncState:
     def close(self) -> None:
         self._db.close()
 
-    def __enter__(self) -> "SyncState":
+    def __enter__(self) -> SyncState:
         return self
 
     def __exit__(self, *exc) -> None:

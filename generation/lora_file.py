@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from errors import CheckpointFormatError, MissingCheckpointError
+from common.errors import CheckpointFormatError, MissingCheckpointError
 
 log = logging.getLogger(__name__)
 

@@ -32,9 +32,9 @@ from peft.tuners.tuners_utils import BaseTunerLayer
 from PIL import Image
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from errors import MissingCheckpointError
-from generation.lora_file import (LoraFile, load_lora_file, map_state_dict, unet_file_key,
-                                  vae_file_key)
+from common.errors import MissingCheckpointError
+from generation import DEFAULT_GAMMA
+from generation.lora_file import LoraFile, load_lora_file, map_state_dict, unet_file_key, vae_file_key
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +222,7 @@ class Pix2PixTurbo(torch.nn.Module):
     @classmethod
     def from_pretrained(cls, sd_turbo: str | Path, lora_file: str | Path, device: str | torch.device = "cpu",
                         dtype: torch.dtype = torch.float32, gamma: float | None = None,
-                        vae_dtype: torch.dtype | None = None, channels_last: bool = False) -> "Pix2PixTurbo":
+                        vae_dtype: torch.dtype | None = None, channels_last: bool = False) -> Pix2PixTurbo:
         """`sd_turbo`: a diffusers folder or hub id of SD-Turbo; `lora_file`: the authors' LoRA file.
 
         `gamma`: merge the adapters for this r (fastest for queries at this r; another r rebuilds
@@ -327,13 +327,17 @@ class Pix2PixTurbo(torch.nn.Module):
 
     # -- the query ---------------------------------------------------------------------------------
     @torch.inference_mode()
-    def generate(self, mask: np.ndarray, prompt: str, gamma: float = 0.4, seed: int = 0) -> Image.Image:
-        """An RGB image the size of `mask` (bool HxW, True = stroke; sides multiples of 8)."""
+    def generate(self, mask: np.ndarray, prompt: str, gamma: float | None = None, seed: int = 0) -> Image.Image:
+        """An RGB image the size of `mask` (bool HxW, True = stroke; sides multiples of 8).
+
+        `gamma` None: the r the model is set to (the merged one), DEFAULT_GAMMA if never set.
+        """
         mask = np.asarray(mask)
         if mask.ndim != 2 or mask.shape[0] % self.latent_factor or mask.shape[1] % self.latent_factor:
             raise ValueError(f"the sketch mask must be 2-D with sides divisible by {self.latent_factor}, "
                              f"got shape {mask.shape}")
-        self.set_gamma(gamma)
+        if gamma is not None or self.gamma is None:
+            self.set_gamma(DEFAULT_GAMMA if gamma is None else gamma)
         r = self.gamma
         height, width = mask.shape
         # Stroke = 1, paper = 0, as the model was trained (not rescaled to [-1, 1]).

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from errors import BlankSketchError
+from common.errors import BlankSketchError
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from transformers import AutoImageProcessor, Dinov2Model
 from transformers.utils import cached_file
 
 from checkpoints.layout import FETCH_COMMAND
-from errors import MissingCheckpointError
+from common.errors import MissingCheckpointError
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class DinoEmbedder:
 
     @classmethod
     def from_pretrained(cls, path_or_id: str | Path, device: str | torch.device = "cpu",
-                        dtype: torch.dtype = torch.float32, name: str = "") -> "DinoEmbedder":
+                        dtype: torch.dtype = torch.float32, name: str = "") -> DinoEmbedder:
         """Load a DINOv2 folder (or, online, a hub id such as facebook/dinov2-base)."""
         source = str(path_or_id)
         try:

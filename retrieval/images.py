@@ -13,12 +13,9 @@ from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from errors import NotAnImageError
+from common.errors import NotAnImageError
 
 log = logging.getLogger(__name__)
-
-IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".png", ".heic", ".heif", ".webp", ".bmp", ".tif", ".tiff"})
 
 # Pillow refuses images over 2 x MAX_IMAGE_PIXELS (decompression bombs). Its default (~89 MP)
 # would refuse a 200 MP photo from a Galaxy S2x Ultra, so raise the bar to about 220 MP (refusal
@@ -26,12 +23,6 @@ IMAGE_EXTENSIONS = frozenset(
 PHONE_MAX_PIXELS = 220_000_000
 if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < PHONE_MAX_PIXELS:
     Image.MAX_IMAGE_PIXELS = PHONE_MAX_PIXELS
-
-
-def is_image_name(name: str) -> bool:
-    """Whether a file name has one of the image extensions (any case)."""
-    dot = name.rfind(".")
-    return dot > 0 and name[dot:].lower() in IMAGE_EXTENSIONS
 
 
 @functools.cache
@@ -47,9 +38,7 @@ def register_heif() -> bool:
 
 
 def _not_an_image(path: Path, reason: str) -> NotAnImageError:
-    error = NotAnImageError(f"{path}: {reason}")
-    error.reason = reason  # the index reports the reason beside the path, not inside it
-    return error
+    return NotAnImageError(f"{path}: {reason}", reason=reason)
 
 
 def _draft_size(size: tuple[int, int], min_side: int) -> tuple[int, int]:

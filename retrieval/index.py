@@ -20,9 +20,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from errors import GalleryError, NotAnImageError
+from common.errors import GalleryError, NotAnImageError
+from common.files import PHOTO_EXTENSIONS, is_photo_name
 from retrieval.embedder import DinoEmbedder
-from retrieval.images import IMAGE_EXTENSIONS, is_image_name, load_image
+from retrieval.images import load_image
 
 log = logging.getLogger(__name__)
 
@@ -191,11 +192,11 @@ class GalleryIndex:
                     report.unchanged += 1
                 else:
                     report.skipped.append((stat.path, old[2]))
-            elif is_image_name(stat.path):
+            elif is_photo_name(stat.path):
                 todo.append(stat)
             else:
                 report.skipped.append((stat.path, "not an image file type "
-                                       f"(expected one of {', '.join(sorted(IMAGE_EXTENSIONS))})"))
+                                       f"(expected one of {', '.join(sorted(PHOTO_EXTENSIONS))})"))
         gone = [path for path in known if path not in seen]
         if gone:
             with self._con:
@@ -280,7 +281,7 @@ class GalleryIndex:
     def close(self) -> None:
         self._con.close()
 
-    def __enter__(self) -> "GalleryIndex":
+    def __enter__(self) -> GalleryIndex:
         return self
 
     def __exit__(self, *exc_info) -> None:

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from errors import BlankSketchError
+from common.errors import BlankSketchError
 from sketch.smoothing import fill_gap
 
 BGR = tuple[int, int, int]

@@ -1,15 +1,12 @@
-"""Shared test setup: the repo root on sys.path, and the location of ../shared test data."""
+"""Shared test setup: the location of ../shared test data (pytest puts the repo root on the path)."""
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 SHARED = ROOT.parent / "shared"
 
@@ -39,7 +36,7 @@ def one_torch_thread():
 @pytest.fixture(scope="module")
 def adb(tmp_path_factory):
     """A real adb server on a free port, with its keys in a temporary home."""
-    from tests.fake_phone import AdbServer
+    from tools.fixtures.fake_phone import AdbServer
 
     server = AdbServer(tmp_path_factory.mktemp("adb-home")).start()
     yield server

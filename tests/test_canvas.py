@@ -1,12 +1,11 @@
 """The air canvas: strokes, undo, clear, eraser, colours, export cropping, blank export refused."""
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 from PIL import Image
 
-from errors import BlankSketchError
+from common.errors import BlankSketchError
 from sketch.canvas import BLACK, ERASER_WIDTH, GREEN, RED, Canvas, Stroke
 
 W, H = 640, 480

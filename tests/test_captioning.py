@@ -4,8 +4,8 @@ import torch
 from PIL import Image, ImageDraw
 
 from captioning.blip import BlipCaptioner
-from errors import CheckpointFormatError
-from tests.tiny_models.blip import write_seed_blip_file, write_tiny_blip
+from common.errors import CheckpointFormatError
+from tools.fixtures.tiny_models.blip import write_seed_blip_file, write_tiny_blip
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fake_phone import AdbServer, FakePhone, free_port, require_adb
+from tools.fixtures.fake_phone import AdbServer, FakePhone, free_port, require_adb
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from device.phone_errors import PhoneConnectionLost, PhoneError
-from device.phone_sync import (normalise_folder, safe_serial, sync_phone, unsafe_name_reason)
 from device.adb_server import parse_device_line
-from tests.fake_phone import AdbServer, FakePhone
+from device.phone_errors import PhoneConnectionLost, PhoneError
+from device.phone_sync import normalise_folder, safe_serial, sync_phone, unsafe_name_reason
+from tools.fixtures.fake_phone import AdbServer, FakePhone
 
 MTIME = 1_690_000_000
 
@@ -78,7 +78,7 @@ def test_first_sync_copies_photos_only_then_only_changes(adb, phone_factory, tmp
 
     report = sync(adb, dest, progress=lambda done, total, name: calls.append((done, total, name)))
 
-    folder = dest / "127.0.0.1_{}".format(phone.port)
+    folder = dest / f"127.0.0.1_{phone.port}"
     assert report.folder == folder
     assert local_files(folder) == {p: CAMERA[p] for p in CAMERA_PHOTOS}
     assert sorted(p.relative_to(folder).as_posix() for p in report.pulled) == CAMERA_PHOTOS

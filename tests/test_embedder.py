@@ -9,9 +9,9 @@ import skimage.data
 import torch
 from PIL import Image
 
-from errors import MissingCheckpointError
+from common.errors import MissingCheckpointError
 from retrieval.embedder import DinoEmbedder
-from tests.tiny_models.dinov2 import IMAGE_SIZE, RESIZE_SHORTEST, write_tiny_dinov2
+from tools.fixtures.tiny_models.dinov2 import IMAGE_SIZE, RESIZE_SHORTEST, write_tiny_dinov2
 
 
 @pytest.fixture(scope="module")

@@ -13,13 +13,12 @@ from PIL import Image, ImageDraw
 from skimage import data as skimage_data
 from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
 
-from errors import DatasetError
-from errors import GalleryError, MissingCheckpointError
-from retrieval.clip_embedder import ClipEmbedder
-from retrieval.evaluate import EvalConfig, Evaluator, main, write_reports
-from settings import Settings
-from tests.tiny_checkpoints import write_tiny_checkpoints
-from tests.tiny_models.sd_turbo import write_clip_tokenizer
+from app.settings import Settings
+from common.errors import DatasetError, GalleryError, MissingCheckpointError
+from tools.clip_embedder import ClipEmbedder
+from tools.evaluate_retrieval import EvalConfig, Evaluator, main, write_reports
+from tools.fixtures.tiny_checkpoints import write_tiny_checkpoints
+from tools.fixtures.tiny_models.sd_turbo import write_clip_tokenizer
 
 SHAPES = ("circle", "square", "triangle")
 

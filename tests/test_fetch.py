@@ -7,9 +7,10 @@ import threading
 import pytest
 
 from checkpoints import fetch, layout
-from errors import SketchSearchError
-from tests.tiny_checkpoints import write_tiny_checkpoints
-from tests.tiny_models.sd_turbo import write_tiny_lora_file, write_tiny_sd_turbo
+from common.command import exit_status
+from common.errors import SketchSearchError
+from tools.fixtures.tiny_checkpoints import write_tiny_checkpoints
+from tools.fixtures.tiny_models.sd_turbo import write_tiny_lora_file, write_tiny_sd_turbo
 
 
 class RangeServer(http.server.ThreadingHTTPServer):
@@ -83,6 +84,6 @@ def test_complete_folder_downloads_nothing(tmp_path, capsys, monkeypatch):
 
 def test_offline_hub_is_a_one_line_error(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    assert fetch.main(["--checkpoints", str(tmp_path / "ckpt")]) == 2
+    assert exit_status(fetch.main, ["--checkpoints", str(tmp_path / "ckpt")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and err.startswith("error: could not download Salesforce/")

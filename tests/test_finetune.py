@@ -1,7 +1,7 @@
 """Fine-tuning the captioner on a tiny random BLIP of the real class and drawn shape sketches.
 
 The tiny BLIP here has the words of the seed's caption template in its vocabulary (its own
-writer below, built like tests/tiny_models/blip.py), so the training targets tokenize as words.
+writer below, built like tools/fixtures/tiny_models/blip.py), so the training targets tokenize as words.
 """
 from __future__ import annotations
 
@@ -15,18 +15,22 @@ from safetensors.torch import load_file
 from transformers import BertTokenizer, BlipForConditionalGeneration, BlipImageProcessor, BlipProcessor
 
 from captioning.blip import BlipCaptioner
-from captioning.caption_data import load_hub_dataset, load_imagefolder
-from errors import DatasetError
-from captioning.finetune import (TrainConfig, class_word, convert_seed, epoch_batches, finetune,
-                                 main, split_indices)
 from captioning.prompt import subject_of
-from captioning.sketch_dataset import caption_for_class, make_sketch_dataset
-from captioning.sketch_dataset import main as dataset_main
-from captioning.training_state import read_progress, state_dir
 from checkpoints import layout
-from errors import CheckpointFormatError, MissingCheckpointError
-from tests.tiny_models.blip import (IMAGE_SIZE, SPECIAL, WORDS, tiny_blip_config,
-                                    write_seed_blip_file, write_tiny_blip)
+from common.errors import CheckpointFormatError, DatasetError, MissingCheckpointError
+from tools.caption_data import load_hub_dataset, load_imagefolder
+from tools.finetune_captioner import TrainConfig, class_word, convert_seed, epoch_batches, finetune, main, split_indices
+from tools.fixtures.tiny_models.blip import (
+    IMAGE_SIZE,
+    SPECIAL,
+    WORDS,
+    tiny_blip_config,
+    write_seed_blip_file,
+    write_tiny_blip,
+)
+from tools.make_sketch_captions import caption_for_class, make_sketch_dataset
+from tools.make_sketch_captions import main as dataset_main
+from tools.training_state import read_progress, state_dir
 
 TEMPLATE_WORDS = "convert into high - resolution color background circle square triangle".split()
 SHAPES = ("circle", "square", "triangle")

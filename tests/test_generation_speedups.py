@@ -1,7 +1,7 @@
 """The generator's speed-ups keep its output: merged adapters, folded twin conv, a separate VAE
 dtype, channels-last, and the pipeline's choice of precision per device.
 
-Tiny random SD-Turbo of the real classes (tests/tiny_models/sd_turbo.py), loaded through the
+Tiny random SD-Turbo of the real classes (tools/fixtures/tiny_models/sd_turbo.py), loaded through the
 product's loading code; the unmerged float32 model is the reference (it matches the authors'
 forward pass, see test_pix2pix_turbo.py).
 """
@@ -14,9 +14,10 @@ import pytest
 import torch
 from peft.tuners.tuners_utils import BaseTunerLayer
 
+from app import precision
+from app.precision import ModelPrecision, model_precision
 from generation.pix2pix_turbo import Pix2PixTurbo, TwinConv
-from pipeline import ModelPrecision, model_precision
-from tests.tiny_models.sd_turbo import write_tiny_lora_file, write_tiny_sd_turbo
+from tools.fixtures.tiny_models.sd_turbo import write_tiny_lora_file, write_tiny_sd_turbo
 
 PROMPT = "a photo of a cat"
 
@@ -90,8 +91,8 @@ def test_float32_vae_under_a_float16_model(tiny, reference):
     assert {p.dtype for p in mixed.vae.parameters()} == {torch.float32}
     assert {p.dtype for p in mixed.unet.parameters()} == {torch.float16}
     mask = sketch_mask()
-    ours = pixels(mixed.generate(mask, PROMPT, seed=0)).astype(np.float32)
-    full = pixels(reference.generate(mask, PROMPT, seed=0)).astype(np.float32)
+    ours = pixels(mixed.generate(mask, PROMPT, gamma=0.4, seed=0)).astype(np.float32)
+    full = pixels(reference.generate(mask, PROMPT, gamma=0.4, seed=0)).astype(np.float32)
     assert np.abs(ours - full).mean() < 2
     assert np.corrcoef(ours.ravel(), full.ravel())[0, 1] > 0.99
 
@@ -102,32 +103,33 @@ def test_channels_last_bfloat16_stays_close_and_deterministic(tiny, reference):
     conv = next(m for m in fast.unet.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
     mask = sketch_mask()
-    ours = pixels(fast.generate(mask, PROMPT, seed=0))
-    assert np.array_equal(ours, pixels(fast.generate(mask, PROMPT, seed=0)))
-    full = pixels(reference.generate(mask, PROMPT, seed=0)).astype(np.float32)
+    ours = pixels(fast.generate(mask, PROMPT, gamma=0.4, seed=0))
+    assert np.array_equal(ours, pixels(fast.generate(mask, PROMPT, gamma=0.4, seed=0)))
+    full = pixels(reference.generate(mask, PROMPT, gamma=0.4, seed=0)).astype(np.float32)
     assert np.abs(ours - full).mean() < 2
     assert np.corrcoef(ours.ravel().astype(np.float32), full.ravel())[0, 1] > 0.99
 
 
 def test_model_precision_per_device(monkeypatch):
-    import pipeline
     f32, f16, bf16 = torch.float32, torch.float16, torch.bfloat16
-    cuda = model_precision(torch.device("cuda"), f16)
+    cuda = model_precision(torch.device("cuda"))
     assert cuda == ModelPrecision(f16, f16, f32, f16, channels_last=False)  # the VAE never in float16
-    monkeypatch.setattr(pipeline, "cpu_has_native_bfloat16", lambda: True)
-    assert model_precision(torch.device("cpu"), f32) == ModelPrecision(f32, bf16, bf16, bf16, channels_last=True)
-    assert model_precision(torch.device("cpu"), f32, "float32") == ModelPrecision(f32, f32, f32, f32, False)
-    monkeypatch.setattr(pipeline, "cpu_has_native_bfloat16", lambda: False)
-    assert model_precision(torch.device("cpu"), f32) == ModelPrecision(f32, f32, f32, f32, False)
-    assert model_precision(torch.device("mps"), f32).generator == f32
+    assert model_precision(torch.device("cuda"), "float32") == ModelPrecision(f32, f32, f32, f32, False)
+    monkeypatch.setattr(precision, "cpu_has_native_bfloat16", lambda: True)
+    assert model_precision(torch.device("cpu")) == ModelPrecision(f32, bf16, bf16, bf16, channels_last=True)
+    assert model_precision(torch.device("cpu"), "float32") == ModelPrecision(f32, f32, f32, f32, False)
+    monkeypatch.setattr(precision, "cpu_has_native_bfloat16", lambda: False)
+    assert model_precision(torch.device("cpu")) == ModelPrecision(f32, f32, f32, f32, False)
+    assert model_precision(torch.device("mps")).generator == f32
+    assert precision.placement("cpu").dtypes == model_precision(torch.device("cpu"))
 
 
 def test_warmup_runs_every_stage_and_changes_no_answer(tmp_path):
     from PIL import Image, ImageDraw
 
-    from pipeline import SketchSearch
-    from settings import Settings
-    from tests.tiny_checkpoints import write_tiny_checkpoints
+    from app.settings import Settings
+    from app.sketch_search import SketchSearch
+    from tools.fixtures.tiny_checkpoints import write_tiny_checkpoints
     checkpoints = write_tiny_checkpoints(tmp_path / "ckpt")
     gallery = tmp_path / "gallery"
     gallery.mkdir()

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from errors import CheckpointFormatError, MissingCheckpointError
+from common.errors import CheckpointFormatError, MissingCheckpointError
 from sketch.gestures import (
     FINGER_JOINTS,
     FINGERS,
@@ -22,22 +22,24 @@ from sketch.gestures import (
     FingerModel,
     Gesture,
     GestureStabilizer,
-    LabelledPhotosError,
     count_extended_fingers,
-    detect_photos,
     extended_fingers,
     gesture_for_count,
     gesture_for_fingers,
     gesture_for_hand,
-    labelled_photos,
     load_finger_model,
+)
+from sketch.tracker import PHOTO_DETECTION_CONFIDENCE, HandTracker
+from tests.conftest import ROOT, shared_path
+from tools.evaluate_gestures import (
+    LabelledPhotosError,
+    detect_photos,
+    labelled_photos,
     report_lines,
     rotation_angles,
     score_hands,
 )
-from sketch.tracker import PHOTO_DETECTION_CONFIDENCE, HandTracker
-from sketch.train_gestures import Detections, cross_validate, finger_labels, fit_logistic, fit_model, person_groups
-from tests.conftest import ROOT, shared_path
+from tools.train_gestures import Detections, cross_validate, finger_labels, fit_logistic, fit_model, person_groups
 
 # The targets, for upright photos and for copies turned up to 45 degrees.
 MIN_ACCURACY = 0.98
@@ -278,7 +280,7 @@ def test_person_groups_and_finger_labels():
     assert finger_labels(Path("asl7_IMG_1.JPG"), 3) == (0, 1, 1, 0, 1)
     assert finger_labels(Path("x.jpg"), 3) is None
     assert finger_labels(Path("x.jpg"), 4) == (0, 1, 1, 1, 1)
-    from errors import SketchSearchError
+    from common.errors import SketchSearchError
     with pytest.raises(SketchSearchError, match="folder 2"):
         finger_labels(Path("asl5_IMG_1.JPG"), 2)
 
@@ -287,7 +289,7 @@ def test_person_groups_and_finger_labels():
 
 def _run_eval(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "sketch.gestures", "--no-progress", *args],
+    return subprocess.run([sys.executable, "-m", "tools.evaluate_gestures", "--no-progress", *args],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
 
 

@@ -8,8 +8,9 @@ import pytest
 import skimage.data
 from PIL import Image
 
-from errors import NotAnImageError
-from retrieval.images import IMAGE_EXTENSIONS, is_image_name, load_image, register_heif
+from common.errors import NotAnImageError
+from common.files import PHOTO_EXTENSIONS, is_photo_name
+from retrieval.images import load_image, register_heif
 
 ORIENTATION = 0x0112  # EXIF tag
 
@@ -103,9 +104,9 @@ def test_text_and_missing_files_are_not_images(tmp_path):
 
 
 def test_image_extensions_any_case():
-    assert {".jpg", ".jpeg", ".png", ".heic", ".heif", ".webp", ".bmp", ".tif", ".tiff"} == IMAGE_EXTENSIONS
-    assert is_image_name("IMG_0001.JPG") and is_image_name("a.HeIc") and is_image_name("x.tiff")
-    assert not is_image_name("clip.mp4") and not is_image_name(".jpg") and not is_image_name("jpg")
+    assert {".jpg", ".jpeg", ".png", ".heic", ".heif", ".webp", ".bmp", ".tif", ".tiff"} == PHOTO_EXTENSIONS
+    assert is_photo_name("IMG_0001.JPG") and is_photo_name("a.HeIc") and is_photo_name("x.tiff")
+    assert not is_photo_name("clip.mp4") and not is_photo_name(".jpg") and not is_photo_name("jpg")
 
 
 def test_decompression_bomb_protection_stays_on_but_admits_200_megapixel_photos():

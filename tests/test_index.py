@@ -17,11 +17,11 @@ import skimage.data
 from PIL import Image
 
 import retrieval.index as index_module
-from errors import GalleryError
+from common.errors import GalleryError
 from retrieval.embedder import DinoEmbedder
 from retrieval.images import load_image, register_heif
 from retrieval.index import GalleryIndex, IndexReport, default_index_path
-from tests.tiny_models.dinov2 import write_tiny_dinov2
+from tools.fixtures.tiny_models.dinov2 import write_tiny_dinov2
 
 PHOTOS = {  # relative path -> real photo
     "astronaut.jpg": skimage.data.astronaut,

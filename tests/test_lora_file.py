@@ -8,10 +8,10 @@ import pytest
 import torch
 from diffusers import AutoencoderKL
 
-from errors import CheckpointFormatError, MissingCheckpointError
+from common.errors import CheckpointFormatError, MissingCheckpointError
 from generation.lora_file import canonical_key, load_lora_file, save_lora_file
 from generation.pix2pix_turbo import Pix2PixTurbo
-from tests.tiny_models.sd_turbo import tiny_vae, write_tiny_lora_file, write_tiny_sd_turbo
+from tools.fixtures.tiny_models.sd_turbo import tiny_vae, write_tiny_lora_file, write_tiny_sd_turbo
 
 PROMPT = "a sketch of a house"
 

@@ -14,7 +14,7 @@ from skimage import data as photos
 
 import main2
 from tests.conftest import ROOT
-from tests.tiny_checkpoints import write_tiny_checkpoints
+from tools.fixtures.tiny_checkpoints import write_tiny_checkpoints
 
 PHOTOS = ["astronaut", "chelsea", "coffee", "rocket", "camera", "horse"]
 

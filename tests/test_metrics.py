@@ -4,8 +4,15 @@ import math
 import numpy as np
 import pytest
 
-from retrieval.metrics import (average_precision, hit_at, mean_metrics, metric_names, precision_at,
-                               query_metrics, rank)
+from tools.retrieval_metrics import (
+    average_precision,
+    hit_at,
+    mean_metrics,
+    metric_names,
+    precision_at,
+    query_metrics,
+    rank,
+)
 
 # Relevant at ranks 1, 3 and 6 of 6: AP = (1/1 + 2/3 + 3/6) / 3 = 13/18.
 FIRST_HIT = [True, False, True, False, False, True]

@@ -10,8 +10,8 @@ from skimage import data as photos
 
 import main2
 from device.phone_sync import sync_phone
-from tests.fake_phone import AdbServer, FakePhone
-from tests.tiny_checkpoints import write_tiny_checkpoints
+from tools.fixtures.fake_phone import AdbServer, FakePhone
+from tools.fixtures.tiny_checkpoints import write_tiny_checkpoints
 
 
 def jpeg(name: str) -> bytes:

@@ -5,10 +5,10 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from errors import BlankSketchError, MissingCheckpointError
-from pipeline import SketchSearch
-from settings import Settings
-from tests.tiny_checkpoints import write_tiny_checkpoints
+from app.settings import Settings
+from app.sketch_search import SketchSearch
+from common.errors import BlankSketchError, MissingCheckpointError
+from tools.fixtures.tiny_checkpoints import write_tiny_checkpoints
 
 
 @pytest.fixture(scope="module")
@@ -74,3 +74,24 @@ def test_missing_model_named_before_loading(tmp_path):
     with pytest.raises(MissingCheckpointError) as info:
         engine.load()
     assert "checkpoints.fetch" in str(info.value) and engine.captioner is None
+
+
+def test_the_generated_image_is_what_is_searched(search, checkpoints, tmp_path):
+    """The route embeds the generated image, not the sketch: put that image into the gallery and
+    it must come first with a score near 1 (a route that embedded the sketch would not)."""
+    first = search.query(drawing(20))
+    gallery = tmp_path / "gallery"
+    gallery.mkdir()
+    first.generated.save(gallery / "generated.png")
+    for i, colour in enumerate(["red", "green", "blue"]):
+        Image.new("RGB", (120, 90), colour).save(gallery / f"{colour}.png")
+    engine = SketchSearch(Settings(checkpoints=checkpoints, show_progress=False))
+    engine.captioner, engine.generator, engine.embedder = search.captioner, search.generator, search.embedder
+    engine.index_gallery(gallery)
+    again = engine.query(drawing(20))
+    best_path, best_score = again.results[0]
+    assert best_path.name == "generated.png"
+    assert best_score > 0.999
+    encoded = engine.encode(drawing(20))
+    assert encoded.generated.tobytes() == first.generated.tobytes()
+    assert encoded.caption == first.caption and encoded.prompt == first.prompt

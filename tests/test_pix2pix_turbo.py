@@ -2,7 +2,7 @@
 
 The reference is the authors' forward pass (GaParmar/img2img-turbo: patched VAE encoder and
 decoder forwards, diffusers' set_adapters, a one-step DDPMScheduler.step), run on a model built
-their way by tests/tiny_models/sd_turbo.py: our implementation must give the same pixels.
+their way by tools/fixtures/tiny_models/sd_turbo.py: our implementation must give the same pixels.
 """
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ from diffusers import DDPMScheduler
 from diffusers.utils.peft_utils import set_weights_and_activate_adapters
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from errors import MissingCheckpointError
+from common.errors import MissingCheckpointError
 from generation.pix2pix_turbo import Pix2PixTurbo
-from tests.tiny_models.sd_turbo import build_authors_model, write_tiny_lora_file, write_tiny_sd_turbo
+from tools.fixtures.tiny_models.sd_turbo import build_authors_model, write_tiny_lora_file, write_tiny_sd_turbo
 
 PROMPT = "a photo of a cat"
 
@@ -142,9 +142,9 @@ def test_output_takes_the_sketch_size(model):
 
 def test_same_seed_same_pixels_other_seed_other_pixels(model):
     mask = sketch_mask()
-    first = pixels(model.generate(mask, PROMPT, seed=7))
-    again = pixels(model.generate(mask, PROMPT, seed=7))
-    other = pixels(model.generate(mask, PROMPT, seed=8))
+    first = pixels(model.generate(mask, PROMPT, gamma=0.4, seed=7))
+    again = pixels(model.generate(mask, PROMPT, gamma=0.4, seed=7))
+    other = pixels(model.generate(mask, PROMPT, gamma=0.4, seed=8))
     assert np.array_equal(first, again)
     assert np.abs(first - other).mean() > 1
 
@@ -167,7 +167,7 @@ def test_the_sketch_drives_the_image(model):
     bar = np.zeros((128, 128), dtype=bool)
     bar[60:68, 25:100] = True
     a = pixels(model.generate(sketch_mask(), PROMPT, seed=0))
-    b = pixels(model.generate(bar, PROMPT, seed=0))
+    b = pixels(model.generate(bar, PROMPT, gamma=0.4, seed=0))
     assert np.abs(a - b).mean() > 1
 
 
@@ -187,8 +187,8 @@ def test_lora_weights_are_applied(tiny, model):
     torch.save(data, zeroed)
     without = Pix2PixTurbo.from_pretrained(tiny["sd_turbo"], zeroed)
     mask = sketch_mask()
-    assert np.abs(pixels(model.generate(mask, PROMPT, seed=0))
-                  - pixels(without.generate(mask, PROMPT, seed=0))).mean() > 1
+    assert np.abs(pixels(model.generate(mask, PROMPT, gamma=0.4, seed=0))
+                  - pixels(without.generate(mask, PROMPT, gamma=0.4, seed=0))).mean() > 1
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
@@ -197,8 +197,8 @@ def test_reduced_precision_runs_and_stays_close_to_float32(tiny, model, dtype):
     low_precision = Pix2PixTurbo.from_pretrained(tiny["sd_turbo"], tiny["lora"], dtype=dtype)
     assert {p.dtype for p in low_precision.parameters()} == {dtype}
     mask = sketch_mask()
-    reference = pixels(model.generate(mask, PROMPT, seed=0)).astype(np.float32)
-    reduced = pixels(low_precision.generate(mask, PROMPT, seed=0)).astype(np.float32)
+    reference = pixels(model.generate(mask, PROMPT, gamma=0.4, seed=0)).astype(np.float32)
+    reduced = pixels(low_precision.generate(mask, PROMPT, gamma=0.4, seed=0)).astype(np.float32)
     assert np.abs(reference - reduced).mean() < 2
     assert np.corrcoef(reference.ravel(), reduced.ravel())[0, 1] > 0.99
 

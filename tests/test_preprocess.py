@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from errors import BlankSketchError
+from common.errors import BlankSketchError
 from generation.preprocess import prepare_sketch, stroke_mask
 
 

@@ -10,7 +10,7 @@ from retrieval.embedder import DinoEmbedder
 from retrieval.images import load_image
 from retrieval.index import GalleryIndex
 from retrieval.search import top_k
-from tests.tiny_models.dinov2 import write_tiny_dinov2
+from tools.fixtures.tiny_models.dinov2 import write_tiny_dinov2
 
 
 def _unit(rows) -> np.ndarray:

@@ -4,7 +4,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sketch.gestures import read_rgb
 from sketch.tracker import (
     PHOTO_DETECTION_CONFIDENCE,
     PHOTO_VIEWS,
@@ -15,6 +14,7 @@ from sketch.tracker import (
     detect_in_photo,
 )
 from tests.conftest import shared_path
+from tools.evaluate_gestures import read_rgb
 
 INDEX_TIP, WRIST, MIDDLE_TIP = 8, 0, 12
 

@@ -19,8 +19,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import ROOT
-from tests.hand_video import (HAND_SIDE, VIEW, child_env, circle_point,
-                                         hand_video_frames, write_video)
+from tests.hand_video import HAND_SIDE, VIEW, child_env, circle_point, hand_video_frames, write_video
 
 TITLE = "Sketch search"
 
@@ -161,7 +160,7 @@ def test_window_shows_live_view_canvas_tool_and_status(display, hold_video, tmp_
 
 @pytest.fixture(scope="module")
 def tiny_checkpoints(tmp_path_factory) -> Path:
-    from tests.tiny_checkpoints import write_tiny_checkpoints
+    from tools.fixtures.tiny_checkpoints import write_tiny_checkpoints
     return write_tiny_checkpoints(tmp_path_factory.mktemp("checkpoints"))
 
 

@@ -1,6 +1,6 @@
 """Measure retrieval on a labelled set: which photos each sketch finds, per class and overall.
 
-    python -m retrieval.evaluate --sketches DIR --photos DIR [--checkpoints DIR]
+    python -m tools.evaluate_retrieval --sketches DIR --photos DIR [--checkpoints DIR]
         [--modes generated,sketch,caption] [--embedder base] [--clip DIR] [--out report]
         [--top-k 1,5,10] [--precision-at 100,200] [--per-class N]
 
@@ -21,10 +21,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import random
 import statistics
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -34,14 +32,16 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from errors import DatasetError
-from captioning.prompt import DEFAULT_TEMPLATE, build_prompt, subject_of
-from errors import BlankSketchError, GalleryError, NotAnImageError, SketchSearchError
+from app.cli import add_model_arguments, positive_int, quiet_model_libraries, settings_from
+from app.settings import Settings
+from captioning.prompt import subject_of
+from common.command import run_command, setup_logging
+from common.errors import BlankSketchError, DatasetError, GalleryError, NotAnImageError, SketchSearchError
+from common.files import is_photo_name, write_text_atomically
 from generation.preprocess import prepare_sketch
-from retrieval.images import is_image_name, load_image
-from retrieval.metrics import mean_metrics, metric_names, query_metrics
+from retrieval.images import load_image
 from retrieval.search import top_k
-from settings import DEVICES, EMBEDDERS, Settings
+from tools.retrieval_metrics import mean_metrics, metric_names, query_metrics
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ def class_folders(folder: Path, what: str) -> dict[str, list[Path]]:
         raise DatasetError(f"--{what} {folder}: not a folder; pass a folder of <class>/ folders of images")
     classes = {}
     for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        classes[sub.name] = sorted(p for p in sub.rglob("*") if p.is_file() and is_image_name(p.name)
+        classes[sub.name] = sorted(p for p in sub.rglob("*") if p.is_file() and is_photo_name(p.name)
                                    and not any(part.startswith(".") for part in p.relative_to(sub).parts))
     if not any(classes.values()):
         raise DatasetError(f"--{what} {folder}: no <class>/ folders with images in it")
@@ -185,30 +185,35 @@ class Evaluator:
         return tuple(needed)
 
     def load(self) -> None:
-        from pipeline import SketchSearch
+        from app.sketch_search import SketchSearch
         self.search = SketchSearch(self.config.settings)
         self.search.load(stages=self.stages())
         if "caption" in self.modes:
-            from retrieval.clip_embedder import ClipEmbedder
-            self.clip = ClipEmbedder.from_pretrained(self.config.clip, self.search.device, self.search.dtype)
+            from tools.clip_embedder import ClipEmbedder
+            self.clip = ClipEmbedder.from_pretrained(self.config.clip, self.search.device,
+                                                     self.search.placement.dtypes.captioner)
 
-    def _query_vectors(self, prepared, caption: str | None, photos: PhotoSet):
-        """(mode, vector, photo vectors, seconds of the mode's own stages) for each mode."""
-        settings = self.search.settings
-        for mode in self.modes:
-            if mode == "sketch":
-                vectors, seconds = _timed(self.search.embedder.embed_images, [prepared.preview])
-                yield mode, vectors[0], photos.vectors, seconds
-            elif mode == "generated":
-                prompt = build_prompt(caption, settings.prompt_template)
-                image, generating = _timed(self.search.generator.generate, prepared.mask, prompt,
-                                           gamma=settings.gamma, seed=settings.seed)
-                vectors, embedding = _timed(self.search.embedder.embed_images, [image])
-                yield mode, vectors[0], photos.vectors, generating + embedding
+    def _query_vectors(self, prepared, photos: PhotoSet):
+        """(caption, [(mode, vector, photo vectors, seconds of the mode's own stages)])."""
+        caption, rows = None, []
+        if "generated" in self.modes:  # the product's own route, exactly as a query runs it
+            encoded = self.search.encode(prepared)
+            caption = encoded.caption
+            seconds = sum(v for k, v in encoded.timings.items() if k != "preprocess")
+            rows.append(("generated", encoded.vector, photos.vectors, seconds))
+        if "caption" in self.modes:
+            if caption is None:
+                (caption, _), seconds = _timed(self.search.caption, prepared)
             else:
-                text = self.config.clip_template.format(subject=subject_of(caption))
-                vectors, seconds = _timed(self.clip.embed_texts, [text])
-                yield mode, vectors[0], photos.clip_vectors, seconds
+                seconds = encoded.timings["captioning"]
+            text = self.config.clip_template.format(subject=subject_of(caption))
+            vectors, embedding = _timed(self.clip.embed_texts, [text])
+            rows.append(("caption", vectors[0], photos.clip_vectors, seconds + embedding))
+        if "sketch" in self.modes:
+            vectors, seconds = _timed(self.search.embedder.embed_images, [prepared.preview])
+            rows.append(("sketch", vectors[0], photos.vectors, seconds))
+        order = {mode: i for i, mode in enumerate(self.modes)}
+        return caption, sorted(rows, key=lambda row: order[row[0]])
 
     def run(self) -> dict:
         """Evaluate every mode; returns the report (what write_reports saves)."""
@@ -223,7 +228,6 @@ class Evaluator:
         names = metric_names(config.precision_ks, config.hit_ks)
         per_mode: dict[str, list[dict]] = {m: [] for m in self.modes}
         records, skipped, not_scored = [], [], {}
-        needs_caption = any(m in ("generated", "caption") for m in self.modes)
         for path, name in tqdm(queries, desc="queries", unit="sketch", disable=not settings.show_progress):
             if photo_counts.get(name, 0) == 0:
                 not_scored[name] = not_scored.get(name, 0) + 1
@@ -234,14 +238,13 @@ class Evaluator:
             except (NotAnImageError, BlankSketchError) as exc:
                 skipped.append({"path": str(path), "reason": getattr(exc, "reason", str(exc))})
                 continue
-            caption, captioning = (_timed(self.search.captioner.caption, prepared.preview)
-                                   if needs_caption else (None, 0.0))
+            caption, rows = self._query_vectors(prepared, photos)
             record = {"sketch": str(path), "class": name, "caption": caption, "modes": {}}
-            for mode, vector, vectors, seconds in self._query_vectors(prepared, caption, photos):
+            for mode, vector, vectors, seconds in rows:
                 _, searching = _timed(top_k, vector, vectors, max(config.hit_ks))
                 scores = vectors @ np.asarray(vector, np.float32)
                 metrics = query_metrics(scores, photos.labels, name, config.precision_ks, config.hit_ks)
-                seconds += preparing + searching + (captioning if mode != "sketch" else 0.0)
+                seconds += preparing + searching
                 per_mode[mode].append({"class": name, "seconds": seconds, **metrics})
                 record["modes"][mode] = {"AP": metrics["mAP"], "seconds": round(seconds, 4)}
             records.append(record)
@@ -341,21 +344,9 @@ def write_reports(report: dict, out: Path) -> tuple[Path, Path]:
     if out.suffix in (".md", ".json"):
         out = out.with_suffix("")
     markdown, data = out.with_name(out.name + ".md"), out.with_name(out.name + ".json")
-    _write_text(markdown, render_markdown(report))
-    _write_text(data, json.dumps(report, indent=2, allow_nan=False))
+    write_text_atomically(markdown, render_markdown(report))
+    write_text_atomically(data, json.dumps(report, indent=2, allow_nan=False))
     return markdown, data
-
-
-def _write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 # -- command line -----------------------------------------------------------------------------
@@ -373,11 +364,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sketches", type=Path, required=True, help="folder of <class>/ folders of sketches")
     parser.add_argument("--photos", type=Path, required=True, help="folder of <class>/ folders of photos")
-    parser.add_argument("--checkpoints", type=Path, default=Path("checkpoints"))
     parser.add_argument("--modes", default=",".join(MODES),
                         help=f"comma-separated, from {', '.join(MODES)} (default all)")
-    parser.add_argument("--embedder", choices=EMBEDDERS, default=Settings.embedder)
-    parser.add_argument("--captioner", default="auto", help="auto, stock, or a fine-tuned folder/file")
     parser.add_argument("--clip", default=None, help="a transformers CLIP folder (or hub id with --online) "
                                                      "for the caption mode")
     parser.add_argument("--clip-template", default=DEFAULT_CLIP_TEMPLATE,
@@ -389,34 +377,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="k of P@k (default 100,200)")
     parser.add_argument("--per-class", type=int, default=None,
                         help="at most N sketches per class (a seeded random choice; default all)")
-    parser.add_argument("--device", choices=DEVICES, default="auto")
-    parser.add_argument("--seed", type=int, default=0, help="the generator's noise seed")
-    parser.add_argument("--gamma", type=float, default=0.4, help="pix2pix-turbo's r in [0, 1]")
-    parser.add_argument("--prompt-template", default=DEFAULT_TEMPLATE)
-    parser.add_argument("--batch-size", type=int, default=16, help="photos embedded per batch")
-    parser.add_argument("--online", action="store_true", help="load missing models from the hub")
-    parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument("--batch-size", type=positive_int, default=Settings.batch_size,
+                        help="photos embedded per batch")
+    add_model_arguments(parser)
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from cli_common import setup_logging
     setup_logging(args.verbose)
-    if "{subject}" not in args.prompt_template or "{subject}" not in args.clip_template:
-        raise SketchSearchError("--prompt-template and --clip-template must contain {subject}")
+    if "{subject}" not in args.clip_template:
+        raise SketchSearchError("--clip-template must contain {subject}")
     if args.per_class is not None and args.per_class < 1:
         raise SketchSearchError(f"--per-class {args.per_class}: must be at least 1")
     modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
-    settings = Settings(checkpoints=args.checkpoints, device=args.device, embedder=args.embedder,
-                        captioner=args.captioner, seed=args.seed, gamma=args.gamma,
-                        prompt_template=args.prompt_template, online=args.online,
-                        batch_size=args.batch_size)
+    settings = settings_from(args, batch_size=args.batch_size)  # checks --gamma, the template
     config = EvalConfig(sketches=args.sketches, photos=args.photos, settings=settings, modes=modes,
                         out=args.out, clip=args.clip, clip_template=args.clip_template,
                         hit_ks=args.top_k, precision_ks=args.precision_at, per_class=args.per_class)
     evaluator = Evaluator(config)  # checks the folders and modes before any model loads
-    from cli_common import quiet_model_libraries
     quiet_model_libraries()
     report = evaluator.run()
     markdown, data = write_reports(report, config.out)
@@ -432,5 +411,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from cli_common import run_cli
-    run_cli(main)
+    run_command(main)

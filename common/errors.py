@@ -22,7 +22,16 @@ class BlankSketchError(SketchSearchError):
 
 
 class NotAnImageError(SketchSearchError):
-    """A path given as an image is missing, unreadable or not an image."""
+    """A path given as an image is missing, unreadable or not an image.
+
+    `reason` is the why alone ("truncated file"), for reports that show the path beside it;
+    `permanent` is False where the file may read fine later (permissions, memory, still copying).
+    """
+
+    def __init__(self, message: str, reason: str | None = None, permanent: bool = True):
+        super().__init__(message)
+        self.reason = reason if reason is not None else message
+        self.permanent = permanent
 
 
 class GalleryError(SketchSearchError):

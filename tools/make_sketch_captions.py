@@ -1,6 +1,6 @@
 """Make the captioner's training set from a Sketchy-style folder of sketches.
 
-`python -m captioning.sketch_dataset --sketchy DIR --out DIR [--per-class N]`
+`python -m tools.make_sketch_captions --sketchy DIR --out DIR [--per-class N]`
 
 DIR holds one folder per class (`airplane/`, `alarm_clock/`, ...) of sketch images (in the
 Sketchy download: `256x256/sketch/tx_000000000000`). The output is an `imagefolder`:
@@ -17,14 +17,14 @@ import os
 import random
 import re
 import shutil
-import tempfile
 from pathlib import Path
 
 from tqdm import tqdm
 
-from errors import DatasetError
 from captioning.prompt import DEFAULT_TEMPLATE
-from retrieval.images import is_image_name
+from common.command import run_command, setup_logging
+from common.errors import DatasetError
+from common.files import is_photo_name, write_text_atomically
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def sketch_classes(sketchy: Path) -> dict[str, list[Path]]:
                            f"are the classes")
     classes = {}
     for folder in sorted(p for p in sketchy.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        images = sorted(p for p in folder.iterdir() if p.is_file() and is_image_name(p.name))
+        images = sorted(p for p in folder.iterdir() if p.is_file() and is_photo_name(p.name))
         if images:
             classes[folder.name] = images
     if not classes:
@@ -111,10 +111,7 @@ def make_sketch_dataset(sketchy: str | Path, out: str | Path, per_class: int | N
         _place(row.pop("_source"), out / row["file_name"], link)
     metadata = out / "metadata.jsonl"
     # The metadata appears last and whole: a folder with one lists only images that are there.
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=".metadata.", suffix=".jsonl")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-    os.replace(tmp, metadata)
+    write_text_atomically(metadata, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
     log.info("%d sketches of %d classes written to %s", len(rows), len(classes), out)
     return metadata
 
@@ -135,8 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if "{subject}" not in args.template:
         parser.error("--template must contain {subject}")
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    setup_logging(args.verbose)
     metadata = make_sketch_dataset(args.sketchy, args.out, args.per_class, args.seed, args.link,
                                    args.template)
     count = sum(1 for _ in open(metadata, encoding="utf-8"))
@@ -145,5 +141,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from cli_common import run_cli
-    run_cli(main)
+    run_command(main)

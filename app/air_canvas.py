@@ -20,13 +20,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from errors import BlankSketchError, CameraError, SketchSearchError
-from result_files import write_atomically
+from app.search_worker import SearchWorker
+from common.errors import BlankSketchError, CameraError, SketchSearchError
+from common.files import write_atomically
 from sketch import overlay
 from sketch.air_pen import DRAWING_TOOLS, AirPen
 from sketch.camera import FrameSource
 from sketch.canvas import Canvas
-from sketch.search_worker import SearchWorker
 from sketch.tracker import HandTracker
 
 log = logging.getLogger(__name__)

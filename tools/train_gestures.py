@@ -1,6 +1,6 @@
 """Train the per-finger classifiers of sketch/gesture_model.json on labelled hand photos.
 
-    python -m sketch.train_gestures ../shared/data/hand-counts [--rotations 2] [--folds 7]
+    python -m tools.train_gestures ../shared/data/hand-counts [--rotations 2] [--folds 7]
 
 Each photo is detected upright and as `--rotations` copies turned by random angles, so
 the model also sees MediaPipe's landmarks of turned hands. Which fingers are extended
@@ -17,25 +17,23 @@ from __future__ import annotations
 import argparse
 import logging
 import re
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from errors import SketchSearchError
+from common.command import run_command, setup_logging
+from common.errors import SketchSearchError
 from sketch.gestures import (
     FEATURE_NAMES,
     FINGERS,
     MODEL_PATH,
     FingerClassifier,
     FingerModel,
-    detect_photos,
     finger_features,
-    labelled_photos,
-    rotation_angles,
 )
+from tools.evaluate_gestures import detect_photos, labelled_photos, rotation_angles
 
 logger = logging.getLogger(__name__)
 
@@ -179,7 +177,7 @@ def cross_validate(detections: Detections, labels: np.ndarray, known: np.ndarray
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sketch.train_gestures", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.train_gestures", description=__doc__.split("\n\n")[0])
     parser.add_argument("folder", type=Path, help="folder with subfolders 0-5 (extended fingers) of hand photos")
     parser.add_argument("--rotations", type=int, default=2, help="turned copies of each photo (default 2)")
     parser.add_argument("--max-angle", type=float, default=45.0, help="largest turn in degrees (default 45)")
@@ -190,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, help="npz file keeping the detections between runs")
     parser.add_argument("--out", type=Path, default=MODEL_PATH, help=f"model file (default {MODEL_PATH})")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging(verbose=True)  # training reports its progress in the log
     if args.rotations < 0 or args.folds < 2:
         raise SketchSearchError("--rotations must be 0 or more and --folds at least 2")
 
@@ -227,8 +225,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except SketchSearchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    run_command(main)

@@ -16,8 +16,9 @@ from typing import Protocol
 
 from PIL import Image
 
-from errors import DatasetError
-from retrieval.images import is_image_name, load_image
+from common.errors import DatasetError
+from common.files import is_photo_name
+from retrieval.images import load_image
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ def load_imagefolder(folder: str | Path, caption_column: str = "text") -> ImageF
     if not folder.is_dir():
         raise DatasetError(f"--data {folder}: not a folder; pass a folder of images with a "
                            f"metadata.jsonl (file_name, {caption_column}) as made by "
-                           f"`python -m captioning.sketch_dataset`")
+                           f"`python -m tools.make_sketch_captions`")
     metadata_files = sorted(p for name in METADATA_NAMES for p in folder.rglob(name))
     if not metadata_files:
         raise DatasetError(f"--data {folder}: no metadata.jsonl or metadata.csv in it; add one with a "
@@ -101,7 +102,7 @@ def load_imagefolder(folder: str | Path, caption_column: str = "text") -> ImageF
             if not path.is_file():
                 raise DatasetError(f"{metadata}:{number}: {name} is not there; fix the file_name "
                                    f"or remove the line")
-            if not is_image_name(path.name):
+            if not is_photo_name(path.name):
                 raise DatasetError(f"{metadata}:{number}: {name} has no image extension")
             paths.append(path)
             texts.append(" ".join(text.split()))

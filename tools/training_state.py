@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
-from errors import CheckpointFormatError
+from common.errors import CheckpointFormatError
+from common.files import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -38,18 +37,6 @@ class Progress:
 
 def state_dir(out: Path) -> Path:
     return Path(out) / STATE_DIR
-
-
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _rng_state() -> dict:
@@ -77,9 +64,9 @@ def save_state(out: Path, identity: dict, progress: Progress, model: torch.nn.Mo
     data = {"format": FORMAT_VERSION, "identity": identity, "progress": asdict(progress),
             "model": trainable_state(model), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "rng": _rng_state()}
-    _atomic_write(path, lambda tmp: torch.save(data, tmp))
+    write_atomically(path, lambda tmp: torch.save(data, tmp))
     summary = {**asdict(progress), "identity": identity}
-    _atomic_write(folder / PROGRESS_FILE,
+    write_atomically(folder / PROGRESS_FILE,
                   lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=2)))
     log.info("resume state saved at step %d (%d epochs and %d batches done) in %s",
              progress.global_step, progress.epoch, progress.batches_done, path)

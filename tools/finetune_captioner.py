@@ -1,8 +1,8 @@
 """Fine-tune BLIP captioning on sketches, or convert the seed's fine-tuned file.
 
-    python -m captioning.finetune --data DIR --out checkpoints/blip-sketch [--base MODEL]
+    python -m tools.finetune_captioner --data DIR --out checkpoints/blip-sketch [--base MODEL]
         [--epochs N] [--batch-size N] [--grad-accum N] [--lr X] [--lora] [--val-fraction F]
-    python -m captioning.finetune --convert-seed blip_sketch.pt --base DIR --out checkpoints/blip-sketch
+    python -m tools.finetune_captioner --convert-seed blip_sketch.pt --base DIR --out checkpoints/blip-sketch
 
 The output is a plain Hugging Face BLIP folder (model + processor; LoRA adapters are merged
 into the weights) that `BlipCaptioner.from_pretrained(base, fine_tuned=OUT)` loads and that the
@@ -34,19 +34,21 @@ import torch
 from tqdm import tqdm
 from transformers import BlipForConditionalGeneration, BlipProcessor
 
+from app.cli import quiet_model_libraries
+from app.precision import TRAINING_PRECISIONS as PRECISIONS
+from app.precision import pick_device, training_autocast
 from captioning.blip import MAX_NEW_TOKENS, BlipCaptioner
-from captioning.caption_data import CaptionPairs, load_hub_dataset, load_imagefolder
-from errors import DatasetError
 from captioning.prompt import subject_of
-from captioning.training_state import Progress, load_state, read_progress, save_state, state_dir
 from checkpoints import layout
-from errors import MissingCheckpointError, SketchSearchError
+from common.command import run_command, setup_logging
+from common.errors import DatasetError, MissingCheckpointError, SketchSearchError
+from tools.caption_data import CaptionPairs, load_hub_dataset, load_imagefolder
+from tools.training_state import Progress, load_state, read_progress, save_state, state_dir
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BASE = Path("checkpoints") / layout.BLIP_BASE[1]
 DEFAULT_OUT = Path("checkpoints") / layout.BLIP_SKETCH_DIR
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 # The text decoder's self- and cross-attention projections (BERT naming inside BLIP).
 LORA_TARGETS = r"text_decoder\.bert\.encoder\.layer\.\d+\.(attention|crossattention)\.self\.(query|key|value)"
 HISTORY_FILE = "training_history.json"
@@ -138,20 +140,6 @@ def epoch_batches(train: list[int], batch_size: int, seed: int, epoch: int) -> l
     generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     order = [train[i] for i in torch.randperm(len(train), generator=generator).tolist()]
     return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-
-
-def resolve_device(name: str) -> torch.device:
-    from pipeline import pick_device  # the product's choice: CUDA, then MPS, then CPU
-    return pick_device(name)[0]
-
-
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype, or None for plain float32."""
-    if precision == "auto":
-        if device.type != "cuda":
-            return None
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
 class _PairDataset(torch.utils.data.Dataset):
@@ -313,8 +301,8 @@ def finetune(config: TrainConfig, on_step: Callable[[StepInfo], None] | None = N
     """
     _check(config)
     pairs = _load_pairs(config)
-    device = resolve_device(config.device)
-    amp = autocast_dtype(config.precision, device)
+    device = pick_device(config.device)
+    amp = training_autocast(config.precision, device)
     torch.manual_seed(config.seed)
     blip, processor = load_base(config.base)
     if config.freeze_vision:
@@ -478,7 +466,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from cli_common import quiet_model_libraries, setup_logging
     setup_logging(args.verbose)
     quiet_model_libraries()
     if args.convert_seed:
@@ -514,5 +501,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from cli_common import run_cli
-    run_cli(main)
+    run_command(main)

@@ -5,15 +5,17 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
 from PIL import Image
 
-from errors import SketchSearchError
-from result_files import save_query_files
+from app.outputs import save_query_files
+from common.errors import SketchSearchError
 from sketch import overlay
 
 log = logging.getLogger(__name__)
@@ -27,14 +29,28 @@ class SearchOutcome:
     error: str | None = None
 
 
+class SearchBackend(Protocol):
+    """What the worker needs of the pipeline (app.sketch_search.SketchSearch), without torch."""
+
+    @property
+    def gallery_size(self) -> int: ...
+
+    def load(self, status: Callable[[str], None] | None = None) -> None: ...
+
+    def warmup(self, status: Callable[[str], None] | None = None) -> dict[str, float]: ...
+
+    def index_gallery(self, gallery: Path, progress: Callable[[int, int], None] | None = None) -> Any: ...
+
+    def query(self, image: Image.Image, stage: Callable[[str], None] | None = None) -> Any: ...
+
+
 class SearchWorker:
     """One thread: loads the models and indexes the gallery once, then answers queries in order.
 
-    `search` is the pipeline object (SketchSearch): load(status), index_gallery(path, progress),
-    query(image, stage) and a `gallery_size`. Status text is read by the loop every frame.
+    Status text is read by the loop every frame.
     """
 
-    def __init__(self, search, gallery: Path | None = None,
+    def __init__(self, search: SearchBackend, gallery: Path | None = None,
                  gallery_changed: threading.Event | None = None):
         self.search = search
         self.gallery = gallery

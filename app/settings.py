@@ -4,11 +4,12 @@ Plain data only: the UI imports this without importing torch.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from captioning.prompt import DEFAULT_TEMPLATE
-from checkpoints.layout import DEFAULT_EMBEDDER, DINOV2
+from checkpoints.layout import DEFAULT_CHECKPOINTS, DEFAULT_EMBEDDER, DINOV2
+from generation import DEFAULT_GAMMA
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "float32")
@@ -17,20 +18,19 @@ EMBEDDERS = tuple(DINOV2)
 
 @dataclass
 class Settings:
-    checkpoints: Path = field(default_factory=lambda: Path("checkpoints"))
+    checkpoints: Path = DEFAULT_CHECKPOINTS  # the program's own checkpoints/ folder
     device: str = "auto"               # auto: CUDA, then Apple's MPS, then CPU
     embedder: str = DEFAULT_EMBEDDER   # DINOv2 size: small, base, large, giant
     captioner: str = "auto"            # auto (fine-tuned if present), stock, or a folder/file path
     top_k: int = 5
-    gamma: float = 0.4                 # pix2pix-turbo's r: how closely the image follows the strokes
+    gamma: float = DEFAULT_GAMMA              # pix2pix-turbo's r: how closely the image follows the strokes
     seed: int = 0
     prompt_template: str = DEFAULT_TEMPLATE
     index_path: Path | None = None     # default: <gallery>/.sketch-search/index-<embedder>.sqlite
     online: bool = False               # resolve missing models from the Hugging Face hub
     batch_size: int = 16               # photos embedded per batch while indexing
     show_progress: bool = True         # tqdm bars on the terminal
-    precision: str = "auto"            # auto: bfloat16 generator/embedder on CPUs with native bf16
-                                       # (see BENCHMARKS.md); float32: float32 everywhere on CPU
+    precision: str = "auto"            # auto: see app/precision.py; float32: float32 everywhere
 
     def __post_init__(self) -> None:
         self.checkpoints = Path(self.checkpoints).expanduser()

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from PIL import Image
 from transformers import CLIPModel, CLIPProcessor
 
-from errors import MissingCheckpointError
+from common.errors import MissingCheckpointError
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ class ClipEmbedder:
 
     @classmethod
     def from_pretrained(cls, path_or_id: str | Path, device: str | torch.device = "cpu",
-                        dtype: torch.dtype = torch.float32) -> "ClipEmbedder":
+                        dtype: torch.dtype = torch.float32) -> ClipEmbedder:
         source = str(path_or_id)
         try:
             model = CLIPModel.from_pretrained(source, dtype=dtype)

@@ -1,0 +1,85 @@
+"""The model flags main.py and main2.py share, read into Settings; every default is Settings'."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from app.settings import DEVICES, EMBEDDERS, PRECISIONS, Settings
+from common.errors import SketchSearchError
+
+
+def unit_interval(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1")
+    return value
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
+    return value
+
+
+def add_gallery_arguments(parser: argparse.ArgumentParser) -> None:
+    """The search flags of main.py and main2.py: the gallery, its index and how many results."""
+    d = Settings()
+    parser.add_argument("--gallery", type=Path,
+                        help="folder of photos to search (searched recursively; indexed once, "
+                             "later runs embed only new or changed photos)")
+    parser.add_argument("--top_k", type=positive_int, default=d.top_k,
+                        help=f"how many photos to show (default {d.top_k})")
+    parser.add_argument("--index", type=Path, default=None,
+                        help="gallery index file (default <gallery>/.sketch-search/index-<embedder>.sqlite)")
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The model flags every command that runs the route shares (main, main2, the evaluation)."""
+    d = Settings()  # every default below is the dataclass's, so there is one of each
+    parser.add_argument("--checkpoints", type=Path, default=d.checkpoints,
+                        help=f"folder holding the models (default {d.checkpoints}, the program's "
+                             "own checkpoints folder; fill it with `python -m checkpoints.fetch`)")
+    parser.add_argument("--device", choices=DEVICES, default=d.device,
+                        help="where models run: auto picks CUDA, then Apple's MPS, then the CPU")
+    parser.add_argument("--seed", type=int, default=d.seed,
+                        help="random seed of the generator: the same seed gives the same image")
+    parser.add_argument("--gamma", type=unit_interval, default=d.gamma,
+                        help="pix2pix-turbo's r in [0, 1]: higher follows the strokes more "
+                             f"closely, lower lets the model invent more (default {d.gamma})")
+    parser.add_argument("--precision", choices=PRECISIONS, default=d.precision,
+                        help="auto: float16 on CUDA (VAE in float32); on a CPU with native "
+                             "bfloat16, the generator and embedder in bfloat16 (about 3x faster, "
+                             "images within a few grey levels); float32: full precision")
+    parser.add_argument("--embedder", choices=EMBEDDERS, default=d.embedder,
+                        help=f"DINOv2 size used to compare photos (default {d.embedder}: "
+                             "close to large in quality at a third of its cost)")
+    parser.add_argument("--captioner", default=d.captioner,
+                        help="auto (a sketch fine-tuned BLIP when checkpoints has one), stock, or "
+                             "the path of a fine-tuned BLIP folder or the seed's .pt file")
+    parser.add_argument("--prompt-template", dest="prompt_template", default=d.prompt_template,
+                        help="the generator's prompt, with {subject} where the caption's subject goes")
+    parser.add_argument("--online", action="store_true",
+                        help="download models missing from --checkpoints from the Hugging Face hub")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what each stage does")
+
+
+def settings_from(args: argparse.Namespace, **extra) -> Settings:
+    """Settings from the flags of add_model_arguments (and add_gallery_arguments, if added)."""
+    if "{subject}" not in args.prompt_template:
+        raise SketchSearchError("--prompt-template must contain {subject}")
+    gallery = {"top_k": args.top_k, "index_path": args.index} if hasattr(args, "index") else {}
+    return Settings(checkpoints=args.checkpoints, device=args.device, embedder=args.embedder,
+                    captioner=args.captioner, gamma=args.gamma, seed=args.seed, online=args.online,
+                    precision=args.precision, prompt_template=args.prompt_template,
+                    **gallery, **extra)
+
+
+def quiet_model_libraries() -> None:
+    """The model libraries' own loading bars and advice would drown the program's output."""
+    import diffusers
+    import transformers
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    diffusers.utils.logging.set_verbosity_error()
+    diffusers.utils.logging.disable_progress_bar()

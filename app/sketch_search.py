@@ -1,0 +1,219 @@
+"""The query pipeline: every model loaded once, then many queries, all by one route.
+
+sketch -> prepare (crop, square, binarise) -> BLIP caption -> prompt -> pix2pix-turbo image
+-> DINOv2 vector (`encode`) -> cosine top-k over the gallery index (`rank`). `query` is the two;
+`warmup` encodes a made-up sketch; the retrieval evaluation calls `encode`. main.py (webcam) and
+main2.py (headless) both drive this object; neither knows about torch.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from app.model_plan import MODEL_STAGES, plan_models
+from app.precision import placement
+from app.settings import Settings
+from captioning.blip import BlipCaptioner
+from captioning.prompt import build_prompt
+from checkpoints import layout
+from common.errors import GalleryError
+from generation.pix2pix_turbo import Pix2PixTurbo
+from generation.preprocess import PreparedSketch, prepare_sketch
+from retrieval.embedder import DinoEmbedder
+from retrieval.index import GalleryIndex, IndexReport, default_index_path
+from retrieval.search import VectorSearch
+
+log = logging.getLogger(__name__)
+
+StatusFn = Callable[[str], None]
+ProgressFn = Callable[[int, int], None]
+
+
+@dataclass
+class Encoded:
+    """What the route makes of one sketch, before ranking."""
+
+    caption: str
+    prompt: str
+    sketch: PreparedSketch
+    generated: Image.Image
+    vector: np.ndarray
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class QueryResult:
+    caption: str
+    prompt: str
+    sketch: PreparedSketch
+    generated: Image.Image
+    results: list[tuple[Path, float]]
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self, generated_image_path: Path | str | None,
+                index_report: IndexReport | None = None) -> dict:
+        return {
+            "caption": self.caption,
+            "prompt": self.prompt,
+            "generated_image": str(generated_image_path) if generated_image_path else None,
+            "results": [{"path": str(p), "score": round(float(s), 6)} for p, s in self.results],
+            "timings": {k: round(v, 4) for k, v in self.timings.items()},
+            "index": index_report.to_dict() if index_report else None,
+        }
+
+
+def made_up_sketch() -> Image.Image:
+    """A circle: what the warm-up runs through every model."""
+    paper = Image.new("RGB", (512, 512), "white")
+    ImageDraw.Draw(paper).ellipse((96, 96, 416, 416), outline="black", width=12)
+    return paper
+
+
+class SketchSearch:
+    """Loads the captioner, generator and embedder once; indexes a gallery; answers queries."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.placement = placement(settings.device, settings.precision)
+        self.device = self.placement.device
+        self.captioner: BlipCaptioner | None = None
+        self.generator: Pix2PixTurbo | None = None
+        self.embedder: DinoEmbedder | None = None
+        self._paths: list[Path] = []
+        self._search = VectorSearch(np.zeros((0, 0), np.float32))
+        self._lock = threading.Lock()  # one query or index update at a time
+
+    # -- models -------------------------------------------------------------------------------
+    def check_models(self, stages: Sequence[str] = MODEL_STAGES) -> None:
+        """Raise MissingCheckpointError (one line, with the fetch command) before any work."""
+        plan_models(self.settings, stages)
+
+    def load(self, status: StatusFn | None = None, stages: Sequence[str] = MODEL_STAGES) -> None:
+        """Load the stages' models (default: every one) once; later calls return at once.
+
+        A tool that needs only some stages (e.g. evaluating raw sketches: the embedder) loads
+        only those, and only their files must exist.
+        """
+        say = status or (lambda text: None)
+        with self._lock:
+            plan = plan_models(self.settings, stages)
+            dtypes = self.placement.dtypes
+            if "captioner" in stages and self.captioner is None:
+                say("loading captioner")
+                self.captioner = BlipCaptioner.from_pretrained(
+                    plan.captioner, plan.fine_tuned_captioner, self.device, dtypes.captioner)
+            if "generator" in stages and self.generator is None:
+                say("loading generator")
+                # Merged for the configured gamma, the only one queries use.
+                self.generator = Pix2PixTurbo.from_pretrained(
+                    plan.sd_turbo, plan.lora, self.device, dtypes.generator, gamma=self.settings.gamma,
+                    vae_dtype=dtypes.vae, channels_last=dtypes.channels_last)
+            if "embedder" in stages and self.embedder is None:
+                say("loading embedder")
+                self.embedder = DinoEmbedder.from_pretrained(
+                    plan.embedder, self.device, dtypes.embedder, name=plan.embedder_name)
+            say("models loaded")
+
+    def _require_loaded(self) -> None:
+        if self.captioner is None or self.generator is None or self.embedder is None:
+            self.load()
+
+    # -- the route ----------------------------------------------------------------------------
+    @contextmanager
+    def _timed(self, timings: dict[str, float], name: str, stage: StatusFn | None):
+        if stage:
+            stage(name)
+        start = time.perf_counter()
+        yield
+        if self.device.type == "cuda":  # kernels are asynchronous: time their end, not their launch
+            torch.cuda.synchronize()
+        timings[name] = time.perf_counter() - start
+
+    def caption(self, sketch: PreparedSketch) -> tuple[str, str]:
+        """(caption, the generator's prompt built from it)."""
+        caption = self.captioner.caption(sketch.preview)
+        return caption, build_prompt(caption, self.settings.prompt_template)
+
+    def encode(self, image: Image.Image | PreparedSketch, stage: StatusFn | None = None) -> Encoded:
+        """Sketch -> caption, prompt, generated image and its vector, with seconds per stage.
+
+        Raises BlankSketchError on an empty sketch, before any model runs.
+        """
+        timings: dict[str, float] = {}
+        with self._timed(timings, "preprocess", stage):
+            sketch = image if isinstance(image, PreparedSketch) else prepare_sketch(image)
+        self._require_loaded()
+        with self._lock:
+            with self._timed(timings, "captioning", stage):
+                caption, prompt = self.caption(sketch)
+            with self._timed(timings, "generating", stage):
+                generated = self.generator.generate(sketch.mask, prompt, seed=self.settings.seed)
+            # "searching" starts with the embedding: the status line names one stage for both.
+            with self._timed(timings, "searching", stage):
+                vector = self.embedder.embed_images([generated])[0]
+        return Encoded(caption, prompt, sketch, generated, vector, timings)
+
+    def rank(self, vector: np.ndarray, k: int | None = None) -> list[tuple[Path, float]]:
+        """The indexed photos most like `vector`, best first, with cosine scores."""
+        k = self.settings.top_k if k is None else k
+        with self._lock:
+            hits = self._search.top_k(vector, k) if len(self._paths) else []
+            return [(self._paths[i], float(score)) for i, score in hits]
+
+    def query(self, image: Image.Image, stage: StatusFn | None = None) -> QueryResult:
+        """Search the indexed gallery with a sketch. Raises BlankSketchError on an empty one."""
+        start = time.perf_counter()
+        encoded = self.encode(image, stage)
+        timings = dict(encoded.timings)
+        ranking = time.perf_counter()
+        results = self.rank(encoded.vector)
+        timings["searching"] += time.perf_counter() - ranking
+        timings["total"] = time.perf_counter() - start
+        return QueryResult(encoded.caption, encoded.prompt, encoded.sketch, encoded.generated,
+                           results, timings)
+
+    def warmup(self, status: StatusFn | None = None) -> dict[str, float]:
+        """Run every model once on a made-up sketch so that the first real query is not the slow one.
+
+        A first pass pays for kernel selection and memory set-up (most on CUDA; see
+        BENCHMARKS.md for the CPU). Worth it where the user draws while it runs (the air canvas);
+        a one-shot search (main2.py) gains nothing. Returns the seconds per stage.
+        """
+        self._require_loaded()
+        (status or (lambda text: None))("warming up")
+        timings = {k: v for k, v in self.encode(made_up_sketch()).timings.items() if k != "preprocess"}
+        log.info("warm-up: %s", ", ".join(f"{k} {v:.2f} s" for k, v in timings.items()))
+        return timings
+
+    # -- gallery ------------------------------------------------------------------------------
+    def index_path(self, gallery: Path) -> Path:
+        return self.settings.index_path or default_index_path(
+            gallery, layout.dinov2_dir_name(self.settings.embedder))
+
+    def index_gallery(self, gallery: Path, progress: ProgressFn | None = None) -> IndexReport:
+        """Bring the gallery's index up to date (new/changed photos only) and hold its vectors."""
+        if self.embedder is None:
+            self.load(stages=("embedder",))
+        gallery = Path(gallery).expanduser()
+        if not gallery.is_dir():
+            raise GalleryError(f"--gallery {gallery}: not a folder; pass the folder of your photos")
+        with self._lock, GalleryIndex(self.index_path(gallery)) as index:
+            report = index.update(gallery, self.embedder, batch_size=self.settings.batch_size,
+                                  progress=progress, show_progress=self.settings.show_progress)
+            self._paths, vectors = index.load_vectors()
+            self._search = VectorSearch(vectors)  # exact unless the gallery is huge
+        log.info("gallery %s: %d photos indexed", gallery, len(self._paths))
+        return report
+
+    @property
+    def gallery_size(self) -> int:
+        return len(self._paths)

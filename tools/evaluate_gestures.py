@@ -1,0 +1,176 @@
+"""Measure the finger counter on labelled hand photos (DIR/<N>/*, N = extended fingers, 0-5).
+
+    python -m tools.evaluate_gestures --eval DIR [--rotate 45] [--seed 0]
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from common.command import run_command, setup_logging
+from common.errors import NotAnImageError, SketchSearchError
+from common.files import is_photo_name
+from sketch.gestures import FingerModel, count_extended_fingers
+from sketch.tracker import Hand, HandTracker
+
+logger = logging.getLogger(__name__)
+
+# --- evaluation on labelled photos ----------------------------------------------------
+
+
+
+class LabelledPhotosError(SketchSearchError):
+    """A folder given for evaluation or training is not laid out as DIR/<count>/<photo>."""
+
+
+def labelled_photos(root: Path) -> list[tuple[Path, int]]:
+    """(photo, extended-finger count) for every image in root/<N>/ with N in 0-5, sorted."""
+    root = Path(root)
+    if not root.is_dir():
+        raise LabelledPhotosError(f"{root} is not a folder: give a folder with subfolders 0 to 5 of hand photos")
+    photos = []
+    for folder in sorted(root.iterdir()):
+        if not folder.is_dir():
+            continue
+        if not (folder.name.isdigit() and 0 <= int(folder.name) <= 5):
+            logger.warning("skipping %s: not a finger count from 0 to 5", folder)
+            continue
+        photos += [(path, int(folder.name)) for path in sorted(folder.iterdir())
+                   if path.is_file() and is_photo_name(path.name)]
+    if not photos:
+        raise LabelledPhotosError(f"{root} has no photos in subfolders named 0 to 5 (the number of extended fingers)")
+    return photos
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """An image file as an RGB uint8 array, turned upright by its EXIF orientation."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+    except (OSError, UnidentifiedImageError) as exc:
+        raise NotAnImageError(f"{path} cannot be read as an image ({exc}); remove or replace it") from exc
+
+
+def rotate_photo(image: np.ndarray, degrees: float) -> np.ndarray:
+    """The photo turned counter-clockwise, on a canvas that holds all of it.
+
+    The new corners repeat the photo's edge pixels, so the background stays background
+    and an arm cut by the frame still runs out of it, as in a photo taken turned.
+    """
+    import cv2
+
+    height, width = image.shape[:2]
+    matrix = cv2.getRotationMatrix2D((width / 2, height / 2), degrees, 1.0)
+    cos, sin = abs(matrix[0, 0]), abs(matrix[0, 1])
+    new_w, new_h = int(round(height * sin + width * cos)), int(round(height * cos + width * sin))
+    matrix[0, 2] += new_w / 2 - width / 2
+    matrix[1, 2] += new_h / 2 - height / 2
+    return cv2.warpAffine(image, matrix, (new_w, new_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def rotation_angles(count: int, max_degrees: float, seed: int) -> np.ndarray:
+    """One angle in [-max_degrees, max_degrees] per photo, the same for the same seed."""
+    if max_degrees <= 0:
+        return np.zeros(count)
+    return np.random.default_rng(seed).uniform(-max_degrees, max_degrees, count)
+
+
+def detect_photos(paths: Sequence[Path], angles: Sequence[float] | None = None,
+                  tracker: HandTracker | None = None, progress: bool = True) -> list[Hand | None]:
+    """A hand (or None) for each photo, each first turned by its angle when angles are given."""
+    from tqdm import tqdm
+
+    from sketch.tracker import PHOTO_DETECTION_CONFIDENCE, HandTracker
+
+    own = tracker is None
+    if own:
+        tracker = HandTracker(static_image_mode=True, min_detection_confidence=PHOTO_DETECTION_CONFIDENCE)
+    try:
+        hands = []
+        for i, path in enumerate(tqdm(paths, desc="detecting hands", unit="photo", disable=not progress)):
+            image = read_rgb(path)
+            if angles is not None and angles[i]:
+                image = rotate_photo(image, float(angles[i]))
+            hands.append(tracker.detect_in_photo(image))
+        return hands
+    finally:
+        if own:
+            tracker.close()
+
+
+@dataclass
+class EvaluationResult:
+    labels: list[int]
+    counts: list[int | None]  # None: no hand detected
+
+    def table(self) -> list[tuple[int, int, int, float]]:
+        """(class, n, correct, accuracy) per class present."""
+        rows = []
+        for label in sorted(set(self.labels)):
+            pairs = [(t, c) for t, c in zip(self.labels, self.counts) if t == label]
+            correct = sum(t == c for t, c in pairs)
+            rows.append((label, len(pairs), correct, correct / len(pairs)))
+        return rows
+
+    @property
+    def missed(self) -> int:
+        return sum(c is None for c in self.counts)
+
+    @property
+    def accuracy(self) -> float:
+        return sum(t == c for t, c in zip(self.labels, self.counts)) / len(self.labels)
+
+
+def score_hands(labels: Sequence[int], hands: Iterable[Hand | None],
+                model: FingerModel | None = None) -> EvaluationResult:
+    counts = [None if hand is None else count_extended_fingers(hand.points_3d(), hand.handedness, model)
+              for hand in hands]
+    return EvaluationResult(labels=list(labels), counts=counts)
+
+
+def evaluate_folder(root: Path, rotate: float = 0.0, seed: int = 0, progress: bool = True) -> EvaluationResult:
+    """Count fingers on every photo of root/<N>/ (turned by up to `rotate` degrees, seeded)."""
+    photos = labelled_photos(root)
+    angles = rotation_angles(len(photos), rotate, seed) if rotate > 0 else None
+    hands = detect_photos([path for path, _ in photos], angles, progress=progress)
+    return score_hands([label for _, label in photos], hands)
+
+
+def report_lines(result: EvaluationResult) -> list[str]:
+    """The per-class table, the misses and, last, `accuracy: 0.xxxx`."""
+    lines = [f"{'class':>5}  {'n':>5}  {'correct':>7}  {'accuracy':>8}  {'no hand':>7}"]
+    for label, n, correct, accuracy in result.table():
+        missed = sum(c is None for t, c in zip(result.labels, result.counts) if t == label)
+        lines.append(f"{label:>5}  {n:>5}  {correct:>7}  {accuracy:>8.4f}  {missed:>7}")
+    lines.append(f"no hand detected: {result.missed} of {len(result.labels)} (counted as wrong)")
+    lines.append(f"accuracy: {result.accuracy:.4f}")
+    return lines
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.evaluate_gestures",
+                                     description="Measure the finger counter on labelled hand photos.")
+    parser.add_argument("--eval", dest="folder", type=Path, required=True,
+                        help="folder with subfolders 0-5 (extended fingers) of hand photos")
+    parser.add_argument("--rotate", type=float, default=0.0, metavar="DEGREES",
+                        help="turn each photo by a random angle in [-DEGREES, DEGREES] first")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random angles (default 0)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    setup_logging()
+    if args.rotate < 0:
+        raise LabelledPhotosError(f"--rotate must be 0 or more degrees, got {args.rotate}")
+    result = evaluate_folder(args.folder, rotate=args.rotate, seed=args.seed, progress=not args.no_progress)
+    print("\n".join(report_lines(result)))
+    return 0
+
+
+if __name__ == "__main__":
+    run_command(main)
