@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -26,6 +24,7 @@ from pathlib import Path
 os.environ.setdefault("GLOG_minloglevel", "2")
 
 from app.air_canvas import AirCanvasApp, AppOptions, cap_worker_threads
+from common.command import run_command, setup_logging
 from sketch.camera import FrameSource
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -145,7 +144,7 @@ def main() -> int:
                              "(default: as fast as the loop takes them)")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers as JSON")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging()
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -166,4 +165,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_command(main)

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from bench import full_size
+from common.command import run_command
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -129,4 +130,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -20,6 +20,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from bench import full_size
+from common.command import run_command
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -152,4 +153,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

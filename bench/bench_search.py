@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from bench import full_size
+from common.command import run_command
 from retrieval.search import top_k
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -187,4 +188,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

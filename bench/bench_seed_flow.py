@@ -26,6 +26,7 @@ from pathlib import Path
 START = time.perf_counter()
 
 from bench import full_size  # noqa: E402 (after START: the seed flow times its own imports)
+from common.command import run_command  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -156,4 +157,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

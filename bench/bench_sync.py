@@ -18,6 +18,7 @@ from pathlib import Path
 from ppadb.client import Client
 from ppadb.device import Device
 
+from common.command import run_command
 from device.phone_sync import sync_phone
 from device.sync_protocol import SyncConnection
 from tools.fixtures.fake_phone import AdbServer, FakePhone
@@ -101,4 +102,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -33,6 +33,7 @@ import torch
 from PIL import Image
 
 from checkpoints import layout
+from common.command import run_command, setup_logging
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -323,7 +324,7 @@ def quiet() -> None:
     transformers.utils.logging.disable_progress_bar()
     diffusers.utils.logging.set_verbosity_error()
     diffusers.utils.logging.disable_progress_bar()
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    setup_logging()
 
 
 def median(values: list[float]) -> float:
@@ -342,7 +343,7 @@ def run_benchmark(parser, run, print_table, settle=None) -> None:
         args.json.write_text(json.dumps(report, indent=2))
 
 
-if __name__ == "__main__":
+def main() -> int:
     quiet()
     import argparse
     parser = argparse.ArgumentParser(description="build the benchmarks' cache: models and photos")
@@ -350,3 +351,8 @@ if __name__ == "__main__":
     args = parser.parse_args()
     print(checkpoints())
     print(gallery(args.photos))
+    return 0
+
+
+if __name__ == "__main__":
+    run_command(main)

@@ -200,3 +200,19 @@ def test_sketch_mode_needs_and_loads_only_the_embedder(dataset, checkpoints, tmp
     with pytest.raises(MissingCheckpointError, match="checkpoints.fetch") as info:
         evaluator.run()
     assert "\n" not in str(info.value)
+
+
+def test_an_out_of_range_gamma_is_refused_before_any_model_loads(dataset, tmp_path):
+    """The evaluation shares main2's model flags and their checks (it used to load every model,
+    then die with a ValueError traceback)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+    result = subprocess.run([sys.executable, "-m", "tools.evaluate_retrieval", "--sketches",
+                             str(dataset / "sketches"), "--photos", str(dataset / "photos"),
+                             "--checkpoints", str(tmp_path / "none"), "--gamma", "1.5"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "--gamma: 1.5 is not between 0 and 1" in result.stderr
