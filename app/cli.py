@@ -59,6 +59,11 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                              "the path of a fine-tuned BLIP folder or the seed's .pt file")
     parser.add_argument("--prompt-template", dest="prompt_template", default=d.prompt_template,
                         help="the generator's prompt, with {subject} where the caption's subject goes")
+    parser.add_argument("--no-colour-hints", dest="colour_hints", action="store_false",
+                        default=d.colour_hints,
+                        help="leave the pen colour out of the prompt (by default, when red or "
+                             "green strokes are a meaningful share of the sketch, the prompt says "
+                             "so: 'a red apple'; the generator's input is the same binary mask)")
     parser.add_argument("--online", action="store_true",
                         help="download models missing from --checkpoints from the Hugging Face hub")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what each stage does")
@@ -72,7 +77,7 @@ def settings_from(args: argparse.Namespace, **extra) -> Settings:
     return Settings(checkpoints=args.checkpoints, device=args.device, embedder=args.embedder,
                     captioner=args.captioner, gamma=args.gamma, seed=args.seed, online=args.online,
                     precision=args.precision, prompt_template=args.prompt_template,
-                    **gallery, **extra)
+                    colour_hints=args.colour_hints, **gallery, **extra)
 
 
 def quiet_model_libraries() -> None:

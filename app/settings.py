@@ -31,6 +31,7 @@ class Settings:
     batch_size: int = 16               # photos embedded per batch while indexing
     show_progress: bool = True         # tqdm bars on the terminal
     precision: str = "auto"            # auto: see app/precision.py; float32: float32 everywhere
+    colour_hints: bool = True          # red/green pens named in the prompt ("a red apple")
 
     def __post_init__(self) -> None:
         self.checkpoints = Path(self.checkpoints).expanduser()

@@ -141,7 +141,7 @@ class SketchSearch:
     def caption(self, sketch: PreparedSketch) -> tuple[str, str]:
         """(caption, the generator's prompt built from it)."""
         caption = self.captioner.caption(sketch.preview)
-        return caption, build_prompt(caption, self.settings.prompt_template)
+        return caption, build_prompt(caption, self.settings.prompt_template, sketch.colour if self.settings.colour_hints else None)
 
     def encode(self, image: Image.Image | PreparedSketch, stage: StatusFn | None = None) -> Encoded:
         """Sketch -> caption, prompt, generated image and its vector, with seconds per stage.

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from PIL import Image, ImageDraw
 from skimage import data as photos
 
 import main2
+from captioning.prompt import build_prompt
 from tests.conftest import ROOT
 from tools.fixtures.tiny_checkpoints import write_tiny_checkpoints
 
@@ -152,5 +154,38 @@ def test_help_explains_every_flag():
     done = run_main2("--help")
     assert done.returncode == 0
     for flag in ["--image_path", "--gallery", "--checkpoints", "--top_k", "--output", "--json",
-                 "--device", "--seed", "--gamma", "--embedder"]:
+                 "--device", "--seed", "--gamma", "--embedder", "--no-colour-hints"]:
         assert flag in done.stdout
+
+
+def test_a_red_sketch_says_red_in_the_prompt_unless_told_not_to(checkpoints, gallery, tmp_path):
+    """The seed's kind of sketch (red strokes on black); the generator's input stays the mask."""
+    def strokes(paper, pen, name):
+        image = Image.new("RGB", (400, 300), paper)
+        draw = ImageDraw.Draw(image)
+        draw.ellipse([120, 80, 280, 240], outline=pen, width=6)
+        draw.line([(200, 80), (210, 30)], fill=pen, width=6)
+        image.save(tmp_path / name)
+        return tmp_path / name
+
+    def run(sketch, name, *flags):
+        out = tmp_path / f"{name}.json"
+        assert main2.main(["--image_path", str(sketch), "--gallery", str(gallery), "--checkpoints",
+                           str(checkpoints), "--json", str(out), "--output", str(tmp_path / name / "grid.png"),
+                           *flags]) == 0
+        result = json.loads(out.read_text())
+        return result, np.asarray(Image.open(result["generated_image"]))
+
+    red = strokes("black", (255, 0, 0), "red apple.png")
+    black = strokes("white", "black", "black apple.png")
+    hinted, hinted_image = run(red, "hinted")
+    plain, plain_image = run(red, "plain", "--no-colour-hints")
+    same_strokes, same_strokes_image = run(black, "black")
+    assert re.search(r"\bred\b", hinted["prompt"]) and not re.search(r"\bred\b", plain["prompt"])
+    assert hinted["prompt"] == build_prompt(hinted["caption"], colour="red")
+    assert plain["prompt"] == build_prompt(plain["caption"])
+    # Without the hint, red on black is the same generator input as black on white: same caption,
+    # prompt and image; with it, only the prompt differs, and the image follows it.
+    assert same_strokes["prompt"] == plain["prompt"] and hinted["caption"] == plain["caption"]
+    assert np.array_equal(plain_image, same_strokes_image)
+    assert not np.array_equal(hinted_image, plain_image)

@@ -1,6 +1,6 @@
 import pytest
 
-from captioning.prompt import DEFAULT_TEMPLATE, FALLBACK_SUBJECT, build_prompt, subject_of
+from captioning.prompt import DEFAULT_TEMPLATE, FALLBACK_SUBJECT, build_prompt, subject_of, with_colour
 
 
 @pytest.mark.parametrize("caption, subject", [
@@ -48,3 +48,36 @@ def test_prompt_fills_the_seed_template():
 def test_template_without_placeholder_is_refused():
     with pytest.raises(ValueError):
         build_prompt("a cat", "a photo")
+
+
+@pytest.mark.parametrize("subject, colour, expected", [
+    ("a cat", "red", "a red cat"),
+    ("an apple", "red", "a red apple"),          # the article follows the new first word
+    ("an umbrella", "green", "a green umbrella"),
+    ("a big apple", "red", "a big red apple"),    # size before colour
+    ("a clock on a wall", "green", "a green clock on a wall"),
+    ("two birds sitting on a branch", "red", "two red birds sitting on a branch"),
+    ("the moon", "red", "the red moon"),
+    ("3 cats", "green", "3 green cats"),
+    ("a teddy bear", "red", "a red teddy bear"),
+    (FALLBACK_SUBJECT, "red", "a red object"),
+    ("a red apple", "red", "a red apple"),        # no double colour
+    ("a green frog", "red", "a green frog"),      # the caption's own colour wins
+    ("a cat on a red mat", "red", "a cat on a red mat"),
+    ("a cat on a mat", "green", "a green cat on a mat"),
+    ("a cat", None, "a cat"),
+    ("an apple", "", "an apple"),
+])
+def test_colour_goes_before_the_noun(subject, colour, expected):
+    assert with_colour(subject, colour) == expected
+
+
+def test_prompt_with_a_pen_colour():
+    assert build_prompt("a black and white drawing of an apple", colour="red") == (
+        "Convert a red apple into a high-resolution color image with a white background")
+    assert build_prompt("a drawing of an apple", colour=None) == (
+        "Convert an apple into a high-resolution color image with a white background")
+    assert build_prompt("a sketch of a frog", "a photo of {subject}", "green") == "a photo of a green frog"
+    # The seed's fine-tuned captioner may name the colour itself: it is not said twice.
+    seed = "Convert a red apple into a high-resolution color image with a white background"
+    assert build_prompt(seed, colour="red") == seed
