@@ -89,7 +89,7 @@ def python(code: str) -> subprocess.CompletedProcess:
 
 def test_the_window_loop_and_sketch_never_import_torch():
     modules = [n for n in our_modules() if n.startswith("sketch")] + ["app.air_canvas", "app.search_worker",
-                                                                       "app.cli", "app.model_plan", "main"]
+                                                                       "app.cli", "app.model_plan", "app.time_left", "main"]
     code = "import sys\n" + "".join(f"import {m}\n" for m in modules) + "print('torch' in sys.modules)"
     result = python(code)
     assert result.returncode == 0, result.stderr
