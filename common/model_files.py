@@ -62,6 +62,30 @@ def _reason(exc: BaseException) -> str:
             f"(python -m checkpoints.fetch)")
 
 
+def check_model_folder(source: str | Path, what: str, kinds: Iterable[str],
+                       subfolder: str = "") -> Path | None:
+    """Before any weights are read: a local folder must hold a config of one of `kinds` and a
+    weight file. Returns the folder (None for a hub id, checked once loaded)."""
+    if _is_hub_id(source):
+        return None
+    kinds = tuple(kinds)
+    folder = Path(source).expanduser() / subfolder
+    if not (folder / "config.json").is_file():
+        raise MissingCheckpointError(
+            f"{folder}: no {what} model here (config.json is missing); fetch the models with "
+            f"`python -m checkpoints.fetch` or pass --checkpoints DIR")
+    kind = _kind(read_config(folder))
+    if kinds and kind not in kinds:
+        raise CheckpointFormatError(
+            f"{folder}: holds a {kind} model, not {what} ({' or '.join(kinds)}); put the right "
+            f"model there (python -m checkpoints.fetch) or point --checkpoints elsewhere")
+    if not any((folder / name).is_file() for name in _WEIGHT_FILES):
+        raise MissingCheckpointError(
+            f"{folder}: {what} has no weight file (model.safetensors); fetch it with "
+            f"`python -m checkpoints.fetch`")
+    return folder
+
+
 def load_model_folder(cls, source: str | Path, what: str, kinds: Iterable[str], subfolder: str = "",
                       allowed_missing: Iterable[str] = (), **kwargs):
     """`cls.from_pretrained(source, ...)`, checked.
@@ -72,22 +96,8 @@ def load_model_folder(cls, source: str | Path, what: str, kinds: Iterable[str], 
     its weights checked the same way.
     """
     kinds = tuple(kinds)
-    folder = Path(source).expanduser() / subfolder if not _is_hub_id(source) else None
+    folder = check_model_folder(source, what, kinds, subfolder)
     shown = str(folder) if folder is not None else f"{source}{'/' + subfolder if subfolder else ''}"
-    if folder is not None:
-        if not (folder / "config.json").is_file():
-            raise MissingCheckpointError(
-                f"{shown}: no {what} model here (config.json is missing); fetch the models with "
-                f"`python -m checkpoints.fetch` or pass --checkpoints DIR")
-        kind = _kind(read_config(folder))
-        if kinds and kind not in kinds:
-            raise CheckpointFormatError(
-                f"{shown}: holds a {kind} model, not {what} ({' or '.join(kinds)}); put the right "
-                f"model there (python -m checkpoints.fetch) or point --checkpoints elsewhere")
-        if not any((folder / name).is_file() for name in _WEIGHT_FILES):
-            raise MissingCheckpointError(
-                f"{shown}: {what} has no weight file (model.safetensors); fetch it with "
-                f"`python -m checkpoints.fetch`")
     extra = {"subfolder": subfolder} if subfolder else {}
     try:
         model, info = cls.from_pretrained(str(source), output_loading_info=True, **extra, **kwargs)
