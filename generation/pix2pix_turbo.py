@@ -35,8 +35,7 @@ from transformers import CLIPTextModel, CLIPTokenizer
 from common.errors import MissingCheckpointError
 from common.model_files import load_model_folder
 from generation import DEFAULT_GAMMA
-from generation.lora_file import (LoraFile, canonical_key, load_lora_file, map_state_dict, unet_file_key,
-                                  vae_file_key)
+from generation.lora_file import LoraFile, canonical_key, load_lora_file, map_state_dict, unet_file_key, vae_file_key
 
 log = logging.getLogger(__name__)
 

@@ -141,3 +141,20 @@ def test_a_dinov3_folder_where_dinov2_belongs_is_refused(dinov3_dir, tmp_path):
     with pytest.raises(CheckpointFormatError, match="holds a dinov3_vit model, not DINOv2") as info:
         DinoEmbedder.from_pretrained(misplaced)
     assert "\n" not in str(info.value) and str(misplaced) in str(info.value)
+
+
+def test_the_flags_choose_dinov3_and_plan_its_folder(dinov3_dir):
+    import argparse
+
+    from app.cli import add_model_arguments, settings_from
+    from app.model_plan import plan_models
+    parser = argparse.ArgumentParser()
+    add_model_arguments(parser)
+    assert settings_from(parser.parse_args([])).embedder == "base"
+    settings = settings_from(parser.parse_args(["--checkpoints", str(dinov3_dir.parent),
+                                                "--embedder", "dinov3-vith16plus", "--generator", "mine.pkl"]))
+    assert settings.embedder == "dinov3-vith16plus" and settings.generator == "mine.pkl"
+    plan = plan_models(settings, stages=("embedder",))
+    assert plan.embedder == dinov3_dir and plan.embedder_name == DINOV3_DIR
+    embedder = DinoEmbedder.from_pretrained(plan.embedder, name=plan.embedder_name)
+    assert type(embedder.model).__name__ == "DINOv3ViTModel"

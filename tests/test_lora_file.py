@@ -3,9 +3,8 @@ loader accepts (missing weights keep their initial values), train_pix2pix_turbo.
 foreign files refused."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,8 +15,13 @@ from transformers import CLIPTextModel, CLIPTokenizer
 from common.errors import CheckpointFormatError, MissingCheckpointError
 from generation.lora_file import canonical_key, load_lora_file, save_lora_file
 from generation.pix2pix_turbo import Pix2PixTurbo
-from tools.fixtures.tiny_models.sd_turbo import (build_authors_model, tiny_vae, write_tiny_lora_file,
-                                                 write_tiny_sd_turbo, write_tiny_training_file)
+from tools.fixtures.tiny_models.sd_turbo import (
+    build_authors_model,
+    tiny_vae,
+    write_tiny_lora_file,
+    write_tiny_sd_turbo,
+    write_tiny_training_file,
+)
 
 PROMPT = "a sketch of a house"
 
