@@ -28,7 +28,9 @@ HF_FILES = {
                          "text_encoder/model.safetensors", "unet/config.json",
                          "unet/diffusion_pytorch_model.safetensors", "vae/config.json",
                          "vae/diffusion_pytorch_model.safetensors"],
-    **{hub_id: ["*.json", "model.safetensors"] for hub_id in layout.EMBEDDER_MODELS.values()},
+    **{hub_id: ["*.json", "model.safetensors"] for hub_id in layout.DINOV2.values()},
+    # ViT-H+/16 may come in shards (model-0000N-of-0000M.safetensors + model.safetensors.index.json).
+    **{hub_id: ["*.json", "model*.safetensors"] for hub_id in layout.DINOV3.values()},
 }
 
 

@@ -4,10 +4,11 @@ One place for folder names so that `fetch.py`, the loaders and the error message
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.errors import MissingCheckpointError
+from common.errors import CheckpointFormatError, MissingCheckpointError
 
 FETCH_COMMAND = "python -m checkpoints.fetch"
 # The one default models folder: this package's own folder, wherever the program is run from.
@@ -77,6 +78,17 @@ class ModelSource:
     local: Path            # where it is expected under --checkpoints
     hub_id: str | None     # what fetch downloads into `local`
     single_file: bool = False  # `local` is one file whatever its name (--generator)
+    model_type: str | None = None  # what an HF folder's config.json must say it holds
+
+    def wrong_model(self) -> str | None:
+        """What another model's folder holds instead (read off its config.json), else None."""
+        if self.model_type is None or not (self.local / "config.json").is_file():
+            return None
+        try:
+            kind = json.loads((self.local / "config.json").read_text()).get("model_type")
+        except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+            return "an unreadable config.json"
+        return None if kind == self.model_type else f"a {kind} model"
 
     def missing_files(self) -> list[Path]:
         if self.single_file:
@@ -114,7 +126,7 @@ def _missing(path: Path) -> list[Path]:
 
 def captioner_source(checkpoints: Path) -> ModelSource:
     """The captioner's base folder (always needed: it holds the processor and config)."""
-    return ModelSource("BLIP captioner", checkpoints / BLIP_BASE[1], BLIP_BASE[0])
+    return ModelSource("BLIP captioner", checkpoints / BLIP_BASE[1], BLIP_BASE[0], model_type="blip")
 
 
 def fine_tuned_captioner(checkpoints: Path) -> Path | None:
@@ -151,11 +163,19 @@ def embedder_source(checkpoints: Path, choice: str) -> ModelSource:
         raise MissingCheckpointError(
             f"unknown embedder {choice!r}: choose one of {', '.join(EMBEDDER_MODELS)}")
     name = f"DINOv3 ViT-H+/16 ({choice})" if choice in DINOV3 else f"DINOv2 {choice}"
-    return ModelSource(name, checkpoints / embedder_dir_name(choice), EMBEDDER_MODELS[choice])
+    return ModelSource(name, checkpoints / embedder_dir_name(choice), EMBEDDER_MODELS[choice],
+                       model_type=embedder_family(choice))
 
 
 def require(sources: list[ModelSource]) -> None:
-    """Stop before any work when a model is missing, naming the files and the fetch command."""
+    """Stop before any work when a model is missing, naming the files and the fetch command, or
+    when a folder holds another model (DINOv2 and BLIP swapped), naming the folder."""
+    for source in sources:
+        wrong = source.wrong_model()
+        if wrong:
+            raise CheckpointFormatError(
+                f"{source.local}: holds {wrong}, not the {source.name} ({source.model_type}); put the "
+                f"right model there (`{FETCH_COMMAND}`) or pass --checkpoints DIR")
     missing = [p for s in sources for p in s.missing_files()]
     if missing:
         shown = ", ".join(str(p) for p in missing[:4])

@@ -165,3 +165,17 @@ def test_a_unet_where_the_vae_belongs_is_refused(good, tmp_path):
     shutil.copytree(good["sd_turbo"] / "unet", swapped / "vae")
     _refused(load_generator(good), swapped, "holds a UNet2DConditionModel model, not SD-Turbo's vae",
              named=swapped / "vae")
+
+
+def test_a_swapped_folder_is_refused_before_any_model_loads(good, tmp_path):
+    """The torch-free plan reads the folders' config.json: no model work before the one line."""
+    from app.model_plan import plan_models
+    from app.settings import Settings
+    checkpoints = tmp_path / "ckpt"
+    _copy(good["blip"], checkpoints / DINO_DIR)
+    _copy(good["dino"], checkpoints / BLIP_DIR)
+    for stage, folder, held in (("embedder", DINO_DIR, "blip"), ("captioner", BLIP_DIR, "dinov2")):
+        with pytest.raises(CheckpointFormatError) as caught:
+            plan_models(Settings(checkpoints=checkpoints, captioner="stock"), stages=(stage,))
+        message = str(caught.value)
+        assert "\n" not in message and str(checkpoints / folder) in message and f"holds a {held} model" in message
