@@ -124,6 +124,7 @@ def load_sketch_weights(unet: UNet2DConditionModel, vae: AutoencoderKL, lora: Lo
         more = f" and {len(missing) - MISSING_NAMED} more" if len(missing) > MISSING_NAMED else ""
         log.warning("%s lacks %d weights, which keep the authors' initial values (skip convs 1e-5, "
                     "LoRA B zero, the first conv SD-Turbo's): %s%s", lora.name, len(missing), shown, more)
+        log.debug("%s: every weight it lacks: %s", lora.name, ", ".join(missing))
     return missing
 
 

@@ -179,3 +179,30 @@ def test_a_refused_gated_download_says_what_to_do_in_one_line(tmp_path, monkeypa
     assert err.startswith("error: facebook/dinov3-vith16plus-pretrain-lvd1689m is gated: accept its licence at "
                           "https://huggingface.co/facebook/dinov3-vith16plus-pretrain-lvd1689m")
     assert "hf auth login" in err and "HF_TOKEN" in err
+
+
+def test_fetch_embedder_dinov3_downloads_it_into_its_folder(tmp_path, monkeypatch, capsys):
+    """The hub itself is stood in for by writing the tiny model where snapshot_download would."""
+    from retrieval.embedder import DinoEmbedder
+    from tools.fixtures.tiny_models.dinov3 import write_tiny_dinov3
+    checkpoints = write_tiny_checkpoints(tmp_path / "ckpt")
+    asked = []
+
+    def hub(hub_id, folder):
+        asked.append((hub_id, folder))
+        if "dinov3" in hub_id:
+            write_tiny_dinov3(folder)
+        else:  # only which ids are asked matters here
+            folder.mkdir(parents=True)
+            (folder / "config.json").write_text("{}")
+            (folder / "model.safetensors").write_bytes(b"")
+    monkeypatch.setattr(fetch, "fetch_hub_model", hub)
+    monkeypatch.setattr(fetch, "fetch_url", lambda *a: pytest.fail("downloaded again"))
+    assert exit_status(fetch.main, ["--checkpoints", str(checkpoints), "--embedder", "dinov3-vith16plus"]) == 0
+    folder = checkpoints / "dinov3-vith16plus-pretrain-lvd1689m"
+    assert asked == [("facebook/dinov3-vith16plus-pretrain-lvd1689m", folder)]
+    assert type(DinoEmbedder.from_pretrained(folder).model).__name__ == "DINOv3ViTModel"
+    asked.clear()
+    assert exit_status(fetch.main, ["--checkpoints", str(checkpoints), "--embedder", "all"]) == 0
+    assert [hub_id for hub_id, _ in asked] == ["facebook/dinov2-small", "facebook/dinov2-large",
+                                              "facebook/dinov2-giant"]  # all: DINOv2 sizes, nothing gated
