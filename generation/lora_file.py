@@ -148,7 +148,7 @@ def load_lora_file(path: str | Path) -> LoraFile:
     if missing:
         raise CheckpointFormatError(
             f"{path}: lacks {', '.join(missing)}; expected pix2pix-turbo's LoRA file "
-            f"(sketch_to_image_stochastic)")
+            f"(sketch_to_image_stochastic_lora.pkl, or a file of train_pix2pix_turbo.py)")
     source = str(path)
     for key in ("state_dict_unet", "state_dict_vae"):
         if not isinstance(data[key], Mapping) or not data[key]:
