@@ -53,7 +53,11 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                              "images within a few grey levels); float32: full precision")
     parser.add_argument("--embedder", choices=EMBEDDERS, default=d.embedder,
                         help=f"DINOv2 size used to compare photos (default {d.embedder}: "
-                             "close to large in quality at a third of its cost)")
+                             "close to large in quality at a third of its cost), or DINOv3's "
+                             "ViT-H+/16 (dinov3-vith16plus: gated, accept its licence on the hub)")
+    parser.add_argument("--generator", metavar="PATH", default=d.generator,
+                        help="a pix2pix-turbo file of your own (what the authors' "
+                             "train_pix2pix_turbo.py writes) instead of the sketch LoRA file")
     parser.add_argument("--captioner", default=d.captioner,
                         help="auto (a sketch fine-tuned BLIP when checkpoints has one), stock, or "
                              "the path of a fine-tuned BLIP folder or the seed's .pt file")
@@ -75,7 +79,7 @@ def settings_from(args: argparse.Namespace, **extra) -> Settings:
         raise SketchSearchError("--prompt-template must contain {subject}")
     gallery = {"top_k": args.top_k, "index_path": args.index} if hasattr(args, "index") else {}
     return Settings(checkpoints=args.checkpoints, device=args.device, embedder=args.embedder,
-                    captioner=args.captioner, gamma=args.gamma, seed=args.seed, online=args.online,
+                    captioner=args.captioner, generator=args.generator, gamma=args.gamma, seed=args.seed, online=args.online,
                     precision=args.precision, prompt_template=args.prompt_template,
                     colour_hints=args.colour_hints, **gallery, **extra)
 

@@ -24,7 +24,7 @@ class ModelPlan:
     captioner: str | Path | None = None
     fine_tuned_captioner: Path | None = None  # weights over the captioner's base (seed file or folder)
     sd_turbo: str | Path | None = None
-    lora: Path | None = None
+    lora: Path | None = None                  # the sketch LoRA file, or --generator's file
     embedder: str | Path | None = None
     embedder_name: str = ""                   # the index fingerprint's family/size name
 
@@ -51,7 +51,7 @@ def model_sources(settings: Settings, stages: Sequence[str] = MODEL_STAGES) -> l
     if "captioner" in stages:
         sources.append(layout.captioner_source(ckpt))
     if "generator" in stages:
-        sources.extend(layout.generator_sources(ckpt))
+        sources.extend(layout.generator_sources(ckpt, settings.generator))
     if "embedder" in stages:
         sources.append(layout.embedder_source(ckpt, settings.embedder))
     return sources
@@ -68,6 +68,12 @@ def plan_models(settings: Settings, stages: Sequence[str] = MODEL_STAGES) -> Mod
     """Check that the stages' files are there (one line naming them and the fetch command if
     not) and say where each model loads from. Nothing here imports torch."""
     sources = model_sources(settings, stages)
+    if "generator" in stages and settings.generator is not None:
+        own = Path(settings.generator).expanduser()
+        if not own.is_file():
+            raise MissingCheckpointError(
+                f"--generator {settings.generator}: no such file; pass the .pkl that "
+                f"train_pix2pix_turbo.py wrote, or leave --generator out for the sketch model")
     fine_tuned = _fine_tuned_captioner(settings) if "captioner" in stages else None
     layout.require([s for s in sources if not (settings.online and s.hub_id)])
     online, ckpt = settings.online, settings.checkpoints
@@ -76,9 +82,9 @@ def plan_models(settings: Settings, stages: Sequence[str] = MODEL_STAGES) -> Mod
         plan["captioner"] = _where(layout.captioner_source(ckpt), online)
         plan["fine_tuned_captioner"] = fine_tuned
     if "generator" in stages:
-        sd_turbo, lora = layout.generator_sources(ckpt)
+        sd_turbo, lora = layout.generator_sources(ckpt, settings.generator)
         plan["sd_turbo"], plan["lora"] = _where(sd_turbo, online), lora.local
     if "embedder" in stages:
         plan["embedder"] = _where(layout.embedder_source(ckpt, settings.embedder), online)
-        plan["embedder_name"] = layout.dinov2_dir_name(settings.embedder)
+        plan["embedder_name"] = layout.embedder_dir_name(settings.embedder)
     return ModelPlan(**plan)

@@ -8,20 +8,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from captioning.prompt import DEFAULT_TEMPLATE
-from checkpoints.layout import DEFAULT_CHECKPOINTS, DEFAULT_EMBEDDER, DINOV2
+from checkpoints.layout import DEFAULT_CHECKPOINTS, DEFAULT_EMBEDDER, EMBEDDER_MODELS
 from generation import DEFAULT_GAMMA
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "float32")
-EMBEDDERS = tuple(DINOV2)
+EMBEDDERS = tuple(EMBEDDER_MODELS)  # DINOv2 sizes, then DINOv3 ViT-H+/16
 
 
 @dataclass
 class Settings:
     checkpoints: Path = DEFAULT_CHECKPOINTS  # the program's own checkpoints/ folder
     device: str = "auto"               # auto: CUDA, then Apple's MPS, then CPU
-    embedder: str = DEFAULT_EMBEDDER   # DINOv2 size: small, base, large, giant
+    embedder: str = DEFAULT_EMBEDDER   # DINOv2 size (small, base, large, giant) or dinov3-vith16plus
     captioner: str = "auto"            # auto (fine-tuned if present), stock, or a folder/file path
+    generator: str | None = None       # a pix2pix-turbo file of one's own (train_pix2pix_turbo.py); None: the sketch LoRA
     top_k: int = 5
     gamma: float = DEFAULT_GAMMA              # pix2pix-turbo's r: how closely the image follows the strokes
     seed: int = 0

@@ -3,6 +3,8 @@
 BLIP, SD-Turbo and DINOv2 come from the Hugging Face hub (resumable, size and hash checked by
 huggingface_hub); the pix2pix-turbo sketch LoRA file from its authors' site, resumed with HTTP
 ranges and checked by loading it before it takes its final name. Re-running skips what is there.
+DINOv3 (`--embedder dinov3-vith16plus`) is gated: the hub serves it only to an account that
+accepted its licence, with that account's token.
 """
 from __future__ import annotations
 
@@ -27,14 +29,39 @@ HF_FILES = {
                          "unet/diffusion_pytorch_model.safetensors", "vae/config.json",
                          "vae/diffusion_pytorch_model.safetensors"],
     **{hub_id: ["*.json", "model.safetensors"] for hub_id in layout.DINOV2.values()},
+    # ViT-H+/16 may come in shards (model-0000N-of-0000M.safetensors + model.safetensors.index.json).
+    **{hub_id: ["*.json", "model*.safetensors"] for hub_id in layout.DINOV3.values()},
 }
 
 
-def fetch_hub_model(hub_id: str, folder: Path) -> None:
+def _refused_access(exc: BaseException) -> bool:
+    """The hub said no to this account (gated repo, no or bad token): 401/403 or GatedRepoError,
+    anywhere in the chain (snapshot_download re-raises some errors wrapped)."""
+    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, GatedRepoError):
+            return True
+        response = getattr(exc, "response", None) if isinstance(exc, HfHubHTTPError) else None
+        if response is not None and response.status_code in (401, 403):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def fetch_hub_model(hub_id: str, folder: Path, endpoint: str | None = None) -> None:
+    """`endpoint`: another hub than huggingface.co (default: huggingface_hub's, HF_ENDPOINT)."""
     from huggingface_hub import snapshot_download
     try:
-        snapshot_download(hub_id, local_dir=folder, allow_patterns=HF_FILES[hub_id])
+        snapshot_download(hub_id, local_dir=folder, allow_patterns=HF_FILES[hub_id], endpoint=endpoint)
     except Exception as exc:  # network and hub errors come in many types
+        if _refused_access(exc):
+            gated = "is gated" if hub_id in layout.GATED_HUB_IDS else "refused this download"
+            raise SketchSearchError(
+                f"{hub_id} {gated}: accept its licence at https://huggingface.co/{hub_id} with your "
+                f"Hugging Face account, log in here with `hf auth login` (or set HF_TOKEN to a token "
+                f"of that account), then run the command again") from exc
         raise SketchSearchError(
             f"could not download {hub_id} ({type(exc).__name__}: {str(exc).splitlines()[0][:120]}); "
             f"check the network and run the command again: it resumes") from exc
@@ -95,12 +122,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Download the models sketch search needs.")
     parser.add_argument("--checkpoints", type=Path, default=layout.DEFAULT_CHECKPOINTS,
                         help="where to put them (default: this checkpoints folder)")
-    parser.add_argument("--embedder", nargs="+", choices=[*layout.DINOV2, "all"],
+    parser.add_argument("--embedder", nargs="+", choices=[*layout.EMBEDDER_MODELS, "all"],
                         default=[layout.DEFAULT_EMBEDDER],
-                        help=f"DINOv2 sizes to fetch (default {layout.DEFAULT_EMBEDDER})")
+                        help=f"embedders to fetch (default {layout.DEFAULT_EMBEDDER}; all: every "
+                             "DINOv2 size; dinov3-vith16plus is gated: accept its licence on the "
+                             "hub and log in first)")
     args = parser.parse_args(argv)
     setup_logging()
-    sizes = list(layout.DINOV2) if "all" in args.embedder else args.embedder
+    sizes = list(layout.DINOV2) if "all" in args.embedder else []
+    sizes += [choice for choice in args.embedder if choice != "all" and choice not in sizes]
     fetch_all(args.checkpoints, sizes)
     return 0
 

@@ -4,10 +4,11 @@ One place for folder names so that `fetch.py`, the loaders and the error message
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.errors import MissingCheckpointError
+from common.errors import CheckpointFormatError, MissingCheckpointError
 
 FETCH_COMMAND = "python -m checkpoints.fetch"
 # The one default models folder: this package's own folder, wherever the program is run from.
@@ -17,9 +18,14 @@ DEFAULT_CHECKPOINTS = Path(__file__).resolve().parent
 BLIP_BASE = ("Salesforce/blip-image-captioning-base", "blip-image-captioning-base")
 BLIP_SKETCH_DIR = "blip-sketch"          # a fine-tuned HF folder (tools.finetune_captioner writes it)
 BLIP_SEED_FILE = "blip_sketch.pt"        # the seed project's torch file with `model_state_dict`
+# Every name the seed's file is found under, in the order looked for: the seed's main.py loads
+# `blip_fine_tuning.pth`; earlier versions of this program wrote `blip_sketch.pt`.
+BLIP_SEED_FILES = (BLIP_SEED_FILE, "blip_fine_tuning.pth")
 SD_TURBO = ("stabilityai/sd-turbo", "sd-turbo")
-LORA_FILE = "sketch_to_image_stochastic.pkl"
-LORA_URL = "https://www.cs.cmu.edu/~img2img-turbo/models/sketch_to_image_stochastic.pkl"
+# The authors' URL and file name (GaParmar/img2img-turbo src/pix2pix_turbo.py).
+LORA_FILE = "sketch_to_image_stochastic_lora.pkl"
+LORA_URL = "https://www.cs.cmu.edu/~img2img-turbo/models/sketch_to_image_stochastic_lora.pkl"
+LORA_OLD_FILES = ("sketch_to_image_stochastic.pkl",)  # what earlier versions saved; still accepted
 
 # DINOv2 sizes offered by --embedder. There is no ViT-H/16 DINOv2 (see README).
 DINOV2 = {
@@ -28,15 +34,40 @@ DINOV2 = {
     "large": "facebook/dinov2-large",
     "giant": "facebook/dinov2-giant",
 }
+# DINOv3's ViT-H+/16: the only DINO ViT-H/16. Gated on the hub (accept the licence, use a token).
+DINOV3 = {
+    "dinov3-vith16plus": "facebook/dinov3-vith16plus-pretrain-lvd1689m",
+}
+EMBEDDER_MODELS = {**DINOV2, **DINOV3}
+GATED_HUB_IDS = frozenset(DINOV3.values())
 DEFAULT_EMBEDDER = "base"
+# transformers' model_type of each family (config.json): what an embedder folder must hold.
+DINOV2_TYPE, DINOV3_TYPE = "dinov2", "dinov3_vit"
 
 # Files whose presence makes a Hugging Face folder loadable (any one weight file will do).
 _HF_WEIGHTS = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json")
 _DIFFUSERS_WEIGHTS = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
 
 
-def dinov2_dir_name(size: str) -> str:
-    return DINOV2[size].split("/")[1]
+def embedder_dir_name(choice: str) -> str:
+    """The folder under --checkpoints (and the index's name part) of an --embedder choice."""
+    return EMBEDDER_MODELS[choice].split("/")[1]
+
+
+dinov2_dir_name = embedder_dir_name  # the older name, kept for its callers
+
+
+def embedder_family(choice: str) -> str:
+    """transformers' model_type the --embedder choice's folder must hold."""
+    return DINOV3_TYPE if choice in DINOV3 else DINOV2_TYPE
+
+
+def family_of_dir_name(name: str) -> str | None:
+    """The model_type expected in a folder named as `embedder_dir_name` names them, else None."""
+    for choice in EMBEDDER_MODELS:
+        if embedder_dir_name(choice) == name:
+            return embedder_family(choice)
+    return None
 
 
 @dataclass(frozen=True)
@@ -46,8 +77,22 @@ class ModelSource:
     name: str              # what the user reads in messages, e.g. "DINOv2 base"
     local: Path            # where it is expected under --checkpoints
     hub_id: str | None     # what fetch downloads into `local`
+    single_file: bool = False  # `local` is one file whatever its name (--generator)
+    model_type: str | None = None  # what an HF folder's config.json must say it holds
+
+    def wrong_model(self) -> str | None:
+        """What another model's folder holds instead (read off its config.json), else None."""
+        if self.model_type is None or not (self.local / "config.json").is_file():
+            return None
+        try:
+            kind = json.loads((self.local / "config.json").read_text()).get("model_type")
+        except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+            return "an unreadable config.json"
+        return None if kind == self.model_type else f"a {kind} model"
 
     def missing_files(self) -> list[Path]:
+        if self.single_file:
+            return [] if self.local.is_file() else [self.local]
         return _missing(self.local)
 
 
@@ -81,34 +126,56 @@ def _missing(path: Path) -> list[Path]:
 
 def captioner_source(checkpoints: Path) -> ModelSource:
     """The captioner's base folder (always needed: it holds the processor and config)."""
-    return ModelSource("BLIP captioner", checkpoints / BLIP_BASE[1], BLIP_BASE[0])
+    return ModelSource("BLIP captioner", checkpoints / BLIP_BASE[1], BLIP_BASE[0], model_type="blip")
 
 
 def fine_tuned_captioner(checkpoints: Path) -> Path | None:
-    """A sketch-tuned captioner if one is present: an HF folder first, then the seed's file."""
+    """A sketch-tuned captioner if one is present: an HF folder first, then the seed's file
+    under any of its names."""
     folder = checkpoints / BLIP_SKETCH_DIR
     if not _missing(folder):
         return folder
-    seed_file = checkpoints / BLIP_SEED_FILE
-    return seed_file if seed_file.is_file() else None
+    for name in BLIP_SEED_FILES:
+        if (checkpoints / name).is_file():
+            return checkpoints / name
+    return None
 
 
-def generator_sources(checkpoints: Path) -> list[ModelSource]:
-    return [
-        ModelSource("SD-Turbo", checkpoints / SD_TURBO[1], SD_TURBO[0]),
-        ModelSource("pix2pix-turbo sketch LoRA", checkpoints / LORA_FILE, None),
-    ]
+def lora_path(checkpoints: Path) -> Path:
+    """The sketch LoRA file: the authors' name, else a file saved under an older name."""
+    for name in (LORA_FILE, *LORA_OLD_FILES):
+        if (checkpoints / name).is_file():
+            return checkpoints / name
+    return checkpoints / LORA_FILE
 
 
-def embedder_source(checkpoints: Path, size: str) -> ModelSource:
-    if size not in DINOV2:
+def generator_sources(checkpoints: Path, generator: str | Path | None = None) -> list[ModelSource]:
+    """SD-Turbo and the pix2pix-turbo file: the sketch LoRA file, or `generator` (--generator)."""
+    if generator is not None:
+        weights = ModelSource("--generator file", Path(generator).expanduser(), None, single_file=True)
+    else:
+        weights = ModelSource("pix2pix-turbo sketch LoRA", lora_path(checkpoints), None)
+    return [ModelSource("SD-Turbo", checkpoints / SD_TURBO[1], SD_TURBO[0]), weights]
+
+
+def embedder_source(checkpoints: Path, choice: str) -> ModelSource:
+    if choice not in EMBEDDER_MODELS:
         raise MissingCheckpointError(
-            f"unknown embedder size {size!r}: choose one of {', '.join(DINOV2)}")
-    return ModelSource(f"DINOv2 {size}", checkpoints / dinov2_dir_name(size), DINOV2[size])
+            f"unknown embedder {choice!r}: choose one of {', '.join(EMBEDDER_MODELS)}")
+    name = f"DINOv3 ViT-H+/16 ({choice})" if choice in DINOV3 else f"DINOv2 {choice}"
+    return ModelSource(name, checkpoints / embedder_dir_name(choice), EMBEDDER_MODELS[choice],
+                       model_type=embedder_family(choice))
 
 
 def require(sources: list[ModelSource]) -> None:
-    """Stop before any work when a model is missing, naming the files and the fetch command."""
+    """Stop before any work when a model is missing, naming the files and the fetch command, or
+    when a folder holds another model (DINOv2 and BLIP swapped), naming the folder."""
+    for source in sources:
+        wrong = source.wrong_model()
+        if wrong:
+            raise CheckpointFormatError(
+                f"{source.local}: holds {wrong}, not the {source.name} ({source.model_type}); put the "
+                f"right model there (`{FETCH_COMMAND}`) or pass --checkpoints DIR")
     missing = [p for s in sources for p in s.missing_files()]
     if missing:
         shown = ", ".join(str(p) for p in missing[:4])

@@ -7,6 +7,15 @@ Its key names depend on the peft version that wrote it: ".base_layer." (peft >= 
 the adapter's name after lora_A/lora_B (".lora_A.default.weight") or not, and sometimes a
 wrapper prefix ("base_model.model.", "unet.", "vae."). All of them are reduced to one
 canonical name (the oldest form: no base_layer, no adapter name, no prefix) on both sides.
+
+Two kinds of file have this layout. The stochastic sketch model's (the authors' download) has
+the twin first conv (`conv_in.conv_in_pretrained`, `conv_in.conv_in_curr`) and mixes noise by r;
+the deterministic model that their train_pix2pix_turbo.py writes has a plain `conv_in` and no
+noise mix (their loader's `pretrained_path` branch). `LoraFile.deterministic` tells them apart.
+
+As the authors' loader does, the model is built first (with its initial values) and the file's
+tensors are copied over it: a weight the file lacks keeps its initial value (named in one
+warning); a tensor that fits no weight of the model, or one of another shape, refuses the file.
 """
 from __future__ import annotations
 
@@ -42,6 +51,13 @@ class LoraFile:
     def name(self) -> str:
         return str(self.path) if self.path else "the LoRA file"
 
+    @property
+    def deterministic(self) -> bool:
+        """A train_pix2pix_turbo.py file: a plain first conv and no twin (no noise mix)."""
+        keys = {canonical_key(k) for k in self.state_dict_unet}
+        twin = any(k.startswith(("conv_in.conv_in_pretrained.", "conv_in.conv_in_curr.")) for k in keys)
+        return not twin and bool(keys & {"conv_in.weight", "conv_in.bias"})
+
 
 def canonical_key(key: str) -> str:
     """One name for a parameter whatever peft version or wrapper wrote it."""
@@ -66,11 +82,12 @@ def vae_file_key(key: str) -> bool:
 
 
 def map_state_dict(file_state: Mapping[str, torch.Tensor], model_state: Mapping[str, torch.Tensor],
-                   required: Callable[[str], bool], source: str, part: str) -> dict[str, torch.Tensor]:
-    """The file's tensors under the model's own key names.
+                   selects: Callable[[str], bool], source: str,
+                   part: str) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """The file's tensors under the model's own key names, and the model keys that `selects`
+    picks which the file lacks (they keep the model's initial values, as in the authors' loader).
 
-    Every model key that `required` selects must be in the file; every file key must name a
-    model parameter of the same shape. Anything else raises CheckpointFormatError.
+    Every file key must name a model parameter of the same shape, else CheckpointFormatError.
     """
     by_canonical: dict[str, str] = {}
     for key in model_state:
@@ -95,12 +112,8 @@ def map_state_dict(file_state: Mapping[str, torch.Tensor], model_state: Mapping[
         raise CheckpointFormatError(
             f"{source}: {len(unknown)} {part} keys fit no layer of the model (e.g. {unknown[0]!r}); "
             f"the LoRA file was made for another model")
-    missing = [k for k in model_state if required(k) and k not in mapped]
-    if missing:
-        raise CheckpointFormatError(
-            f"{source}: {part} lacks {len(missing)} of the model's adapter weights "
-            f"(e.g. {canonical_key(missing[0])!r}); the LoRA file is incomplete or for another model")
-    return mapped
+    missing = [k for k in model_state if selects(k) and k not in mapped]
+    return mapped, missing
 
 
 def _check_targets(value: object, key: str, source: str) -> list[str]:
@@ -135,7 +148,7 @@ def load_lora_file(path: str | Path) -> LoraFile:
     if missing:
         raise CheckpointFormatError(
             f"{path}: lacks {', '.join(missing)}; expected pix2pix-turbo's LoRA file "
-            f"(sketch_to_image_stochastic)")
+            f"(sketch_to_image_stochastic_lora.pkl, or a file of train_pix2pix_turbo.py)")
     source = str(path)
     for key in ("state_dict_unet", "state_dict_vae"):
         if not isinstance(data[key], Mapping) or not data[key]:

@@ -33,8 +33,9 @@ from PIL import Image
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from common.errors import MissingCheckpointError
+from common.model_files import load_model_folder
 from generation import DEFAULT_GAMMA
-from generation.lora_file import LoraFile, load_lora_file, map_state_dict, unet_file_key, vae_file_key
+from generation.lora_file import LoraFile, canonical_key, load_lora_file, map_state_dict, unet_file_key, vae_file_key
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,9 @@ UNET_ADAPTER = "default"     # the authors' names: state dict keys carry them
 VAE_ADAPTER = "vae_skip"
 LORA_ALPHA = 8               # peft's default when the authors trained; scaling = alpha / rank
 PROMPT_CACHE_SIZE = 16
+SKIP_CONV_INIT = 1e-5        # the authors' initial value of the skip convs (their training start)
+LORA_INIT_SEED = 0           # peft draws lora_A at random: the same draw every load
+MISSING_NAMED = 8            # weights named in the missing-weights warning (then a count)
 
 
 class TwinConv(torch.nn.Module):
@@ -80,28 +84,48 @@ def skip_conv_channels(vae_block_out_channels: list[int] | tuple[int, ...]) -> l
 
 
 def add_sketch_layers(unet: UNet2DConditionModel, vae: AutoencoderKL, lora: LoraFile) -> None:
-    """Give SD-Turbo the stochastic sketch model's extra layers, in the authors' order.
+    """Give SD-Turbo the pix2pix-turbo model's extra layers, in the authors' order, with the
+    authors' initial values: skip convs at 1e-5, lora_B at zero (so an adapter the file lacks adds
+    nothing), the twin conv (stochastic files only) two copies of SD-Turbo's first conv.
 
     Skip convs and the twin conv come before the adapters: the VAE's target list names the skip
     convs, so peft wraps them too.
     """
     for index, (c_in, c_out) in enumerate(skip_conv_channels(vae.config.block_out_channels), start=1):
-        setattr(vae.decoder, f"skip_conv_{index}", torch.nn.Conv2d(c_in, c_out, kernel_size=1, bias=False))
-    unet.conv_in = TwinConv(unet.conv_in, unet.conv_in)
-    vae.add_adapter(LoraConfig(r=lora.rank_vae, lora_alpha=LORA_ALPHA, init_lora_weights="gaussian",
-                               target_modules=lora.vae_target_modules), adapter_name=VAE_ADAPTER)
-    unet.add_adapter(LoraConfig(r=lora.rank_unet, lora_alpha=LORA_ALPHA, init_lora_weights="gaussian",
-                                target_modules=lora.unet_target_modules), adapter_name=UNET_ADAPTER)
+        conv = torch.nn.Conv2d(c_in, c_out, kernel_size=1, bias=False)
+        torch.nn.init.constant_(conv.weight, SKIP_CONV_INIT)
+        setattr(vae.decoder, f"skip_conv_{index}", conv)
+    if not lora.deterministic:
+        unet.conv_in = TwinConv(unet.conv_in, unet.conv_in)
+    with torch.random.fork_rng(devices=[]):  # lora_A's draw: the same each load, the caller's RNG untouched
+        torch.manual_seed(LORA_INIT_SEED)
+        vae.add_adapter(LoraConfig(r=lora.rank_vae, lora_alpha=LORA_ALPHA, init_lora_weights="gaussian",
+                                   target_modules=lora.vae_target_modules), adapter_name=VAE_ADAPTER)
+        unet.add_adapter(LoraConfig(r=lora.rank_unet, lora_alpha=LORA_ALPHA, init_lora_weights="gaussian",
+                                    target_modules=lora.unet_target_modules), adapter_name=UNET_ADAPTER)
 
 
-def load_sketch_weights(unet: UNet2DConditionModel, vae: AutoencoderKL, lora: LoraFile) -> None:
-    """Copy the file's tensors into the models (raises CheckpointFormatError when they don't fit)."""
-    for model, file_state, required, part in ((unet, lora.state_dict_unet, unet_file_key, "state_dict_unet"),
+def load_sketch_weights(unet: UNet2DConditionModel, vae: AutoencoderKL, lora: LoraFile) -> list[str]:
+    """Copy the file's tensors over the models' initial values, as the authors' loader does.
+
+    A weight the file lacks keeps its initial value; all of them are named in one warning, and
+    returned (canonical names). A tensor that fits no weight refuses the file (CheckpointFormatError).
+    """
+    missing: list[str] = []
+    for model, file_state, expected, part in ((unet, lora.state_dict_unet, unet_file_key, "state_dict_unet"),
                                               (vae, lora.state_dict_vae, vae_file_key, "state_dict_vae")):
         model_state = model.state_dict()
-        mapped = map_state_dict(file_state, model_state, required, lora.name, part)
+        mapped, lacking = map_state_dict(file_state, model_state, expected, lora.name, part)
         model_state.update(mapped)
         model.load_state_dict(model_state, strict=True)
+        missing += [f"{'unet' if model is unet else 'vae'}.{canonical_key(k)}" for k in lacking]
+    if missing:
+        shown = ", ".join(missing[:MISSING_NAMED])
+        more = f" and {len(missing) - MISSING_NAMED} more" if len(missing) > MISSING_NAMED else ""
+        log.warning("%s lacks %d weights, which keep the authors' initial values (skip convs 1e-5, "
+                    "LoRA B zero, the first conv SD-Turbo's): %s%s", lora.name, len(missing), shown, more)
+        log.debug("%s: every weight it lacks: %s", lora.name, ", ".join(missing))
+    return missing
 
 
 def set_adapter_scale(model: torch.nn.Module, adapter: str, scale: float) -> None:
@@ -147,10 +171,19 @@ def merge_sketch_layers(unet: UNet2DConditionModel, vae: AutoencoderKL, gamma: f
             parent_name, _, child = name.rpartition(".")
             parent = model.get_submodule(parent_name) if parent_name else model
             setattr(parent, child, _merge_into_base(layer, adapter, gamma))
-    unet.conv_in = unet.conv_in.folded(gamma)
+    if isinstance(unet.conv_in, TwinConv):  # a deterministic model's first conv is a plain one
+        unet.conv_in = unet.conv_in.folded(gamma)
+
+
+# What each SD-Turbo subfolder's config must say it holds (transformers' model_type, diffusers' class).
+_KINDS = {"text_encoder": ("clip_text_model", "CLIPTextModel"), "unet": ("UNet2DConditionModel",),
+          "vae": ("AutoencoderKL",)}
 
 
 def _load(component: type, source: str | Path, subfolder: str, **kwargs):
+    if subfolder in _KINDS:  # weights: checked (another model, damaged file, layers left at random)
+        return load_model_folder(component, source, f"SD-Turbo's {subfolder}", _KINDS[subfolder],
+                                 subfolder=subfolder, **kwargs)
     try:
         return component.from_pretrained(source, subfolder=subfolder, **kwargs)
     except (OSError, ValueError) as exc:
@@ -173,9 +206,11 @@ class Pix2PixTurbo(torch.nn.Module):
                  vae: AutoencoderKL, scheduler: DDPMScheduler, device: str | torch.device = "cpu",
                  dtype: torch.dtype = torch.float32, vae_dtype: torch.dtype | None = None,
                  channels_last: bool = False, merged_gamma: float | None = None,
-                 rebuild: Callable[[float], tuple[UNet2DConditionModel, AutoencoderKL]] | None = None):
+                 rebuild: Callable[[float], tuple[UNet2DConditionModel, AutoencoderKL]] | None = None,
+                 deterministic: bool = False):
         """`merged_gamma`: the r the UNet and VAE were merged for (`merge_sketch_layers`), with
-        `rebuild(r)` giving freshly loaded and merged float32 copies for another r."""
+        `rebuild(r)` giving freshly loaded and merged float32 copies for another r.
+        `deterministic`: a train_pix2pix_turbo.py model (plain first conv), run at r = 1."""
         super().__init__()
         if merged_gamma is not None and rebuild is None:
             raise ValueError("a merged model needs `rebuild` to serve other values of gamma")
@@ -199,7 +234,10 @@ class Pix2PixTurbo(torch.nn.Module):
         self.timestep = int(config.num_train_timesteps) - 1
         self.alpha_cumprod = float(scheduler.alphas_cumprod[self.timestep])
         self.latent_factor = 2 ** (len(vae.config.block_out_channels) - 1)
-        self.gamma: float | None = merged_gamma
+        # A deterministic model (train_pix2pix_turbo.py) runs as the authors' deterministic pass:
+        # r fixed at 1 (no noise, adapters and skips at full scale, no twin conv).
+        self.deterministic = deterministic
+        self.gamma: float | None = 1.0 if self.deterministic else merged_gamma
         self.merged = merged_gamma is not None
         self._prompt_cache: dict[str, torch.Tensor] = {}
         self.requires_grad_(False)
@@ -228,8 +266,13 @@ class Pix2PixTurbo(torch.nn.Module):
         `gamma`: merge the adapters for this r (fastest for queries at this r; another r rebuilds
         the merged layers from the files, a few seconds). None keeps them separate.
         `vae_dtype`: the VAE's dtype when not `dtype` (float32 under float16 avoids overflow).
+        `lora_file` may also be a deterministic model from the authors' train_pix2pix_turbo.py
+        (--generator); it runs at r = 1 whatever `gamma` says, as theirs does.
         """
         lora = load_lora_file(lora_file)  # first: a bad file fails before the slow loading
+        if lora.deterministic:
+            log.info("%s: a deterministic pix2pix-turbo model (plain first conv): r is fixed at 1", lora.name)
+            gamma = None if gamma is None else 1.0
         source = str(sd_turbo)
         log.info("loading SD-Turbo from %s", source)
         tokenizer = _load(CLIPTokenizer, source, "tokenizer")
@@ -251,7 +294,8 @@ class Pix2PixTurbo(torch.nn.Module):
         return cls(tokenizer, text_encoder, unet, vae, scheduler, device=device, dtype=dtype,
                    vae_dtype=vae_dtype, channels_last=channels_last,
                    merged_gamma=None if gamma is None else float(gamma),
-                   rebuild=load_sketch_model if gamma is not None else None)
+                   rebuild=load_sketch_model if gamma is not None else None,
+                   deterministic=lora.deterministic)
 
     # -- pieces ------------------------------------------------------------------------------------
     @torch.inference_mode()
@@ -271,6 +315,8 @@ class Pix2PixTurbo(torch.nn.Module):
     def set_gamma(self, gamma: float) -> None:
         """Set r for the adapters and the twin conv; only work when it changes."""
         gamma = _check_gamma(gamma)
+        if self.deterministic:  # the authors' deterministic pass has no r: it stays 1
+            return
         if gamma == self.gamma:
             return
         if self.merged:

@@ -1,11 +1,15 @@
-"""DINOv2 image embeddings: one L2-normalised vector per image (the CLS token's pooled output).
+"""DINO image embeddings: one L2-normalised vector per image (the CLS token's pooled output).
 
+DINOv2 (the default, any size) or DINOv3's ViT-H+/16, both through transformers' own classes.
 Created once and reused for the gallery index and for every query. `fingerprint` names the exact
-model (size and weights), so an index built with other weights is noticed and rebuilt.
+model (family, size and weights), so an index built with other weights is noticed and rebuilt.
+A folder that holds another model, damaged or unsafe weights, or weights that leave layers at
+random is refused in one line (common.model_files).
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from pathlib import Path
 
@@ -13,11 +17,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from transformers import AutoImageProcessor, Dinov2Model
+from transformers import AutoImageProcessor, Dinov2Model, DINOv3ViTModel
 from transformers.utils import cached_file
 
-from checkpoints.layout import FETCH_COMMAND
-from common.errors import MissingCheckpointError
+from checkpoints.layout import DINOV2_TYPE, DINOV3_TYPE, FETCH_COMMAND, family_of_dir_name
+from common.errors import CheckpointFormatError, MissingCheckpointError
+from common.model_files import load_model_folder, read_config
 
 log = logging.getLogger(__name__)
 
@@ -26,11 +31,50 @@ _WEIGHT_SUFFIXES = (".safetensors", ".bin")
 _SAMPLE_BYTES = 1 << 20  # safetensors' header (names, shapes, offsets) sits in the first bytes
 
 
-def model_fingerprint(folder: Path) -> str:
+MODEL_CLASSES = {DINOV2_TYPE: Dinov2Model, DINOV3_TYPE: DINOv3ViTModel}
+FAMILY_NAMES = {DINOV2_TYPE: "DINOv2", DINOV3_TYPE: "DINOv3"}
+# Read only when a masked-image training loss is computed, never by an embedding.
+_UNUSED_AT_INFERENCE = ("embeddings.mask_token",)
+
+
+class Dinov3Preprocessor:
+    """DINOv3's preprocessing as transformers' DINOv3ViTImageProcessor does it (which needs
+    torchvision, not a dependency here): scale to [0, 1], resize to the square size with an
+    antialiased filter (bilinear unless the config says bicubic), normalise."""
+
+    def __init__(self, config: dict):
+        size = config.get("size") or {"height": 224, "width": 224}
+        if "height" not in size:
+            side = size.get("shortest_edge", 224)
+            size = {"height": side, "width": side}
+        self.size = {"height": int(size["height"]), "width": int(size["width"])}
+        self.crop_size = dict(self.size)  # no crop: the whole photo, squeezed to the square
+        self.rescale_factor = float(config.get("rescale_factor", 1 / 255))
+        self.mode = "bicubic" if config.get("resample") == 3 else "bilinear"
+        self.mean = torch.tensor(config.get("image_mean", [0.485, 0.456, 0.406])).view(1, 3, 1, 1)
+        self.std = torch.tensor(config.get("image_std", [0.229, 0.224, 0.225])).view(1, 3, 1, 1)
+
+    @classmethod
+    def from_pretrained(cls, source: str) -> Dinov3Preprocessor:
+        return cls(json.loads(Path(cached_file(source, "preprocessor_config.json")).read_text()))
+
+    def __call__(self, images: list[Image.Image], return_tensors: str = "pt") -> dict[str, torch.Tensor]:
+        out = []
+        for image in images:
+            pixels = torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.uint8).copy())
+            pixels = pixels.permute(2, 0, 1)[None].float() * self.rescale_factor
+            pixels = F.interpolate(pixels, size=(self.size["height"], self.size["width"]),
+                                   mode=self.mode, align_corners=False, antialias=True)
+            out.append((pixels - self.mean) / self.std)
+        return {"pixel_values": torch.cat(out)}
+
+
+def model_fingerprint(folder: Path, family: str = DINOV2_TYPE) -> str:
     """A short hash of a model folder's configs, weight file sizes and first/last MiB.
 
     Reads a few MiB whatever the model's size, yet changes with the architecture, the
-    preprocessing, and any re-saved or fine-tuned weights.
+    preprocessing, and any re-saved or fine-tuned weights. Other families than DINOv2 carry their
+    name in front (DINOv2's stays as earlier versions wrote it, so their indexes stay valid).
     """
     digest = hashlib.sha256()
     for name in _CONFIG_FILES:
@@ -46,13 +90,28 @@ def model_fingerprint(folder: Path) -> str:
             if size > 2 * _SAMPLE_BYTES:
                 handle.seek(-_SAMPLE_BYTES, 2)
                 digest.update(handle.read())
-    return digest.hexdigest()[:16]
+    return digest.hexdigest()[:16] if family == DINOV2_TYPE else f"{family}-{digest.hexdigest()[:16]}"
+
+
+def _family(source: str, name: str, family: str | None) -> str:
+    """The model family to load: asked for, implied by the folder's name, or read off its config."""
+    family = family or family_of_dir_name(name) or family_of_dir_name(Path(source.rstrip("/")).name)
+    if family:
+        return family
+    folder = Path(source).expanduser()
+    if (folder / "config.json").is_file():
+        kind = read_config(folder).get("model_type")
+        if kind in MODEL_CLASSES:
+            return kind
+        raise CheckpointFormatError(
+            f"{folder}: holds a {kind} model, not DINOv2 or DINOv3; point at a DINO model folder")
+    return DINOV3_TYPE if "dinov3" in source.lower() else DINOV2_TYPE
 
 
 class DinoEmbedder:
-    """Embeds PIL images with a DINOv2 model; vectors are float32 and unit length."""
+    """Embeds PIL images with a DINOv2 or DINOv3 model; vectors are float32 and unit length."""
 
-    def __init__(self, model: Dinov2Model, processor, fingerprint: str, name: str,
+    def __init__(self, model: Dinov2Model | DINOv3ViTModel, processor, fingerprint: str, name: str,
                  device: str | torch.device = "cpu"):
         self.model = model.eval()
         self.processor = processor
@@ -63,22 +122,31 @@ class DinoEmbedder:
 
     @classmethod
     def from_pretrained(cls, path_or_id: str | Path, device: str | torch.device = "cpu",
-                        dtype: torch.dtype = torch.float32, name: str = "") -> DinoEmbedder:
-        """Load a DINOv2 folder (or, online, a hub id such as facebook/dinov2-base)."""
+                        dtype: torch.dtype = torch.float32, name: str = "",
+                        family: str | None = None) -> DinoEmbedder:
+        """Load a DINOv2 or DINOv3 folder (or, online, a hub id such as facebook/dinov2-base).
+
+        `family`: the model_type the folder must hold ("dinov2", "dinov3_vit"); by default the
+        one its checkpoints name implies (dinov2-base/, dinov3-vith16plus-.../), else any DINO.
+        """
         source = str(path_or_id)
+        family = _family(source, name, family)
+        what = FAMILY_NAMES[family]
+        model = load_model_folder(MODEL_CLASSES[family], source, what, kinds=(family,),
+                                  allowed_missing=_UNUSED_AT_INFERENCE, dtype=dtype)
         try:
-            model = Dinov2Model.from_pretrained(source, dtype=dtype)
-            processor = AutoImageProcessor.from_pretrained(source)
+            processor = (Dinov3Preprocessor.from_pretrained(source) if family == DINOV3_TYPE
+                         else AutoImageProcessor.from_pretrained(source))
             # The folder the files were read from: the local one, or the hub cache's snapshot.
             folder = Path(cached_file(source, "config.json")).parent
         except OSError as exc:
             raise MissingCheckpointError(
-                f"cannot load DINOv2 from {source} ({str(exc).splitlines()[0]}); "
+                f"cannot load {what}'s preprocessing from {source} ({str(exc).splitlines()[0]}); "
                 f"download it with `{FETCH_COMMAND}` or pass --checkpoints DIR") from exc
         model.to(device)
-        embedder = cls(model, processor, model_fingerprint(folder),
+        embedder = cls(model, processor, model_fingerprint(folder, family),
                        name or Path(source.rstrip("/")).name, device)
-        log.info("DINOv2 %s loaded from %s (dim %d, %d px, fingerprint %s)", embedder.name,
+        log.info("%s %s loaded from %s (dim %d, %d px, fingerprint %s)", what, embedder.name,
                  source, embedder.dim, embedder.input_size, embedder.fingerprint)
         return embedder
 

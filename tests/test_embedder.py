@@ -1,4 +1,4 @@
-"""retrieval.embedder: a tiny random Dinov2Model saved as a real HF folder, loaded back."""
+"""retrieval.embedder: tiny random Dinov2Model and DINOv3ViTModel saved as real HF folders, loaded back."""
 from __future__ import annotations
 
 import json
@@ -9,9 +9,12 @@ import skimage.data
 import torch
 from PIL import Image
 
-from common.errors import MissingCheckpointError
+from checkpoints import layout
+from common.errors import CheckpointFormatError, MissingCheckpointError
 from retrieval.embedder import DinoEmbedder
+from tools.fixtures.tiny_models import dinov3
 from tools.fixtures.tiny_models.dinov2 import IMAGE_SIZE, RESIZE_SHORTEST, write_tiny_dinov2
+from tools.fixtures.tiny_models.dinov3 import write_tiny_dinov3
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +73,88 @@ def test_fingerprint_is_stable_and_follows_weights_and_size(tmp_path, tiny_dir):
 
 
 def test_missing_folder_is_a_one_line_error(tmp_path):
-    with pytest.raises(MissingCheckpointError, match="cannot load DINOv2") as info:
+    with pytest.raises(MissingCheckpointError, match="no DINOv2 model here") as info:
         DinoEmbedder.from_pretrained(tmp_path / "no-such-model")
     assert "\n" not in str(info.value)
+
+
+# -- DINOv3 ViT-H+/16 (--embedder dinov3-vith16plus) ---------------------------------------------------
+DINOV3_DIR = layout.embedder_dir_name("dinov3-vith16plus")
+
+
+@pytest.fixture(scope="module")
+def dinov3_dir(tmp_path_factory):
+    return write_tiny_dinov3(tmp_path_factory.mktemp("ckpt") / DINOV3_DIR)
+
+
+def test_dinov3_is_an_embedder_choice_with_its_own_folder():
+    assert layout.EMBEDDER_MODELS["dinov3-vith16plus"] == "facebook/dinov3-vith16plus-pretrain-lvd1689m"
+    assert DINOV3_DIR == "dinov3-vith16plus-pretrain-lvd1689m"
+    assert layout.DEFAULT_EMBEDDER == "base"
+
+
+def test_dinov3_loads_with_its_own_class_and_embeds(dinov3_dir, photos):
+    embedder = DinoEmbedder.from_pretrained(dinov3_dir, name=DINOV3_DIR)
+    assert type(embedder.model).__name__ == "DINOv3ViTModel"
+    assert embedder.dim == 32 and embedder.input_size == dinov3.IMAGE_SIZE
+    vectors = embedder.embed_images(photos)
+    assert vectors.shape == (4, 32) and vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(vectors, embedder.embed_images(photos, batch_size=1), atol=1e-5)
+    # The vector is the CLS token of the normed output (registers and patches come after it).
+    pixels = embedder.processor(images=photos[:1])["pixel_values"]
+    with torch.no_grad():
+        hidden = embedder.model(pixel_values=pixels).last_hidden_state
+    assert hidden.shape[1] == 1 + 4 + 9
+    expected = torch.nn.functional.normalize(hidden[:, 0], dim=-1).numpy()
+    np.testing.assert_allclose(vectors[:1], expected, atol=1e-5)
+
+
+def test_dinov3_preprocessing_is_rescale_resize_normalise_without_a_crop(dinov3_dir):
+    embedder = DinoEmbedder.from_pretrained(dinov3_dir)
+    mean = np.array(dinov3.IMAGENET_MEAN)[:, None, None]
+    std = np.array(dinov3.IMAGENET_STD)[:, None, None]
+    rng = np.random.default_rng(0)
+    same_size = rng.integers(0, 256, (dinov3.IMAGE_SIZE, dinov3.IMAGE_SIZE, 3), dtype=np.uint8)
+    pixels = embedder.processor(images=[Image.fromarray(same_size)])["pixel_values"][0].numpy()
+    np.testing.assert_allclose(pixels, (same_size.transpose(2, 0, 1) / 255 - mean) / std, atol=1e-5)
+    # A wide photo is squeezed to the square, not cropped: its red left quarter stays a quarter.
+    wide = np.full((60, 240, 3), 255, np.uint8)
+    wide[:, :60] = (255, 0, 0)
+    pixels = embedder.processor(images=[Image.fromarray(wide)])["pixel_values"][0].numpy()
+    green = pixels[1] * std[1, 0, 0] + mean[1, 0, 0]
+    assert green[:, :10].max() < 0.05 and green[:, 14:].min() > 0.95
+
+
+def test_the_fingerprint_and_name_tell_the_families_apart(dinov3_dir, tmp_path):
+    v2 = DinoEmbedder.from_pretrained(write_tiny_dinov2(tmp_path / layout.embedder_dir_name("base")))
+    v3 = DinoEmbedder.from_pretrained(dinov3_dir)
+    assert v3.fingerprint.startswith("dinov3_vit-") and v2.fingerprint != v3.fingerprint
+    assert "-" not in v2.fingerprint  # DINOv2's fingerprint is unchanged: its indexes stay valid
+    assert (v2.name, v3.name) == ("dinov2-base", DINOV3_DIR)
+    assert DinoEmbedder.from_pretrained(dinov3_dir).fingerprint == v3.fingerprint
+
+
+def test_a_dinov3_folder_where_dinov2_belongs_is_refused(dinov3_dir, tmp_path):
+    import shutil
+    misplaced = shutil.copytree(dinov3_dir, tmp_path / "dinov2-base")
+    with pytest.raises(CheckpointFormatError, match="holds a dinov3_vit model, not DINOv2") as info:
+        DinoEmbedder.from_pretrained(misplaced)
+    assert "\n" not in str(info.value) and str(misplaced) in str(info.value)
+
+
+def test_the_flags_choose_dinov3_and_plan_its_folder(dinov3_dir):
+    import argparse
+
+    from app.cli import add_model_arguments, settings_from
+    from app.model_plan import plan_models
+    parser = argparse.ArgumentParser()
+    add_model_arguments(parser)
+    assert settings_from(parser.parse_args([])).embedder == "base"
+    settings = settings_from(parser.parse_args(["--checkpoints", str(dinov3_dir.parent),
+                                                "--embedder", "dinov3-vith16plus", "--generator", "mine.pkl"]))
+    assert settings.embedder == "dinov3-vith16plus" and settings.generator == "mine.pkl"
+    plan = plan_models(settings, stages=("embedder",))
+    assert plan.embedder == dinov3_dir and plan.embedder_name == DINOV3_DIR
+    embedder = DinoEmbedder.from_pretrained(plan.embedder, name=plan.embedder_name)
+    assert type(embedder.model).__name__ == "DINOv3ViTModel"
