@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from bench import full_size
+from checkpoints import layout
 from common.command import run_command
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,7 +63,7 @@ def run(args) -> dict:
     variants = {k: v for k, v in VARIANTS.items() if not (args.quick and v == ("float32", True, False))}
     for name, (dtype_name, merge, channels_last) in variants.items():
         generator = Pix2PixTurbo.from_pretrained(
-            checkpoints / "sd-turbo", checkpoints / "sketch_to_image_stochastic.pkl",
+            checkpoints / "sd-turbo", layout.lora_path(checkpoints),
             dtype=getattr(torch, dtype_name), gamma=gamma if merge else None, channels_last=channels_last)
         if not args.quick:
             generator.generate(mask, prompt, gamma=gamma, seed=0)  # warm: kernels chosen, prompt cached

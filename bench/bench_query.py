@@ -20,6 +20,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from bench import full_size
+from checkpoints import layout
 from common.command import run_command
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,7 +93,7 @@ def run(args) -> dict:
         from generation.pix2pix_turbo import Pix2PixTurbo
         from retrieval.embedder import DinoEmbedder
         search.generator = Pix2PixTurbo.from_pretrained(
-            checkpoints / "sd-turbo", checkpoints / "sketch_to_image_stochastic.pkl", dtype=torch.float32)
+            checkpoints / "sd-turbo", layout.lora_path(checkpoints), dtype=torch.float32)
         search.embedder = DinoEmbedder.from_pretrained(checkpoints / "dinov2-base", name="dinov2-base")
     search.load()
     report["load_s"] = time.perf_counter() - start

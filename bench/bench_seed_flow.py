@@ -26,6 +26,7 @@ from pathlib import Path
 START = time.perf_counter()
 
 from bench import full_size  # noqa: E402 (after START: the seed flow times its own imports)
+from checkpoints import layout  # noqa: E402
 from common.command import run_command  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,7 +49,7 @@ def seed_process(gallery: Path, limit: int) -> dict:
     checkpoints = full_size.checkpoints()
     start = time.perf_counter()
     captioner = BlipCaptioner.from_pretrained(checkpoints / "blip-image-captioning-base")
-    generator = Pix2PixTurbo.from_pretrained(checkpoints / "sd-turbo", checkpoints / "sketch_to_image_stochastic.pkl",
+    generator = Pix2PixTurbo.from_pretrained(checkpoints / "sd-turbo", layout.lora_path(checkpoints),
                                              dtype=torch.float32)
     embedder = DinoEmbedder.from_pretrained(checkpoints / "dinov2-base")
     times["load"] = time.perf_counter() - start
