@@ -153,9 +153,9 @@ def test_endless_listing_ends_at_the_folder_limit_keeping_copies(adb, make_phone
     (1, None, SyncLimits(depth=5),
      f"folders nested more than 5 deep in {CAMERA}/Tree (the depth limit)", 6),
     (50, 3, SyncLimits(folders=200), "more than 200 folders (the limit per sync)", 200),
-    # 3000 entries: 51 in each of 1 + 50 + 50 folders, 1 in each leaf folder of the 3rd level.
-    (50, 3, SyncLimits(total_entries=3000), "more than 3000 entries in all (the limit per sync)",
-     1451),
+    # 21 entries in each folder above the 3rd level below Tree, 1 in each folder of the 3rd.
+    (20, 3, SyncLimits(total_entries=500), "more than 500 entries in all (the limit per sync)",
+     234),
 ])
 def test_endless_tree_ends_at_a_limit(adb, make_phone, tmp_path, width, depth, limits, words,
                                       lists):
