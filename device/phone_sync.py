@@ -152,9 +152,9 @@ def sync_phone(dest: str | os.PathLike, serial: str | None = None,
     log.info(report.summary())
     if limit_hit is not None:
         raise SyncLimitError(
-            f"stopped listing phone {report.serial}: {limit_hit}; copied the "
-            f"{len(report.pulled)} new photos of the folders listed before it and deleted "
-            "nothing: sync fewer or smaller --folders, or check the phone", report)
+            f"stopped listing phone {report.serial}: {limit_hit}; {len(report.pulled)} new "
+            "photos copied from the folders listed before it, nothing deleted: sync fewer or "
+            "smaller --folders, or check the phone", report)
     return report
 
 
@@ -263,7 +263,7 @@ def _list_photos(session: _Session, folders: Iterable[tuple[str, ...]], report: 
                                       "here): reconnect and unlock the phone, then sync "
                                       "again") from None
         except _LimitHit as hit:
-            log.warning("phone %s: %s", report.serial, hit)
+            log.info("phone %s: %s", report.serial, hit)
             session.close()             # the rest of that reply is never read
             return listing.photos, found, str(hit)
     return listing.photos, found, None
