@@ -257,3 +257,19 @@ def test_names_with_control_characters_are_refused(adb, make_phone, tmp_path):
     assert "refused /sdcard/DCIM/Camera/new\\nline.jpg: unsafe name" in summary
     assert all(line.startswith("  ") for line in summary.splitlines()[1:])
     assert "\x1b" not in summary and "\x07" not in summary
+
+
+def test_background_sync_reports_a_limit_and_signals_the_photos_it_copied(adb, make_phone,
+                                                                         tmp_path):
+    from device.background_sync import BackgroundSync
+
+    phone = make_phone({"DCIM/Camera/IMG_1.jpg": b"one"})
+    (phone.root / "DCIM/Camera/Endless").mkdir()
+    phone.endless_folders.add(f"{CAMERA}/Endless")
+    background = BackgroundSync(tmp_path / "gallery", adb_port=adb.port)
+    background.start()
+    assert background.done.wait(20)
+    assert "the limit per folder" in background.error and "Traceback" not in background.error
+    assert background.status.startswith("phone: stopped listing")
+    assert background.gallery_changed.is_set()          # IMG_1 arrived: the index looks
+    assert [p.name for p in background.report.pulled] == ["IMG_1.jpg"]
