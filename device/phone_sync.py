@@ -300,6 +300,10 @@ def _walk(connection: SyncConnection, parts: tuple[str, ...], depth: int, listin
         path = f"{device_dir}/{name}"
         if entry.is_dir and name.startswith("."):
             continue            # .thumbnails and the like: not the gallery's photos
+        if len(name.encode()) > MAX_NAME_BYTES:
+            report.skipped.append((shown, f"name longer than {MAX_NAME_BYTES} bytes: too long "
+                                          "for a file name here"))
+            continue
         if len(path.encode()) > MAX_PATH_BYTES:
             report.skipped.append((shown, f"path longer than {MAX_PATH_BYTES} bytes, which "
                                           "adb's sync service cannot reach"))
@@ -332,8 +336,6 @@ def _not_a_photo_reason(name: str, entry: RemoteEntry) -> str | None:
         return f"not a photo ({suffix or 'no extension'})"
     if not entry.is_file:
         return "not a regular file"
-    if len(name.encode()) > MAX_NAME_BYTES:
-        return f"name longer than {MAX_NAME_BYTES} bytes: too long for a file name here"
     return None
 
 

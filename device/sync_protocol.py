@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 DEFAULT_TIMEOUT_S = 30.0
 MAX_PATH_BYTES = 1024           # adbd refuses longer sync paths
 SYNC_DATA_MAX = 64 * 1024       # the largest DATA frame adbd sends (and accepts)
-MAX_NAME_BYTES = 1024           # a DENT name longer than a whole sync path is malformed
+MAX_DENT_NAME_BYTES = 1024      # a DENT name longer than a whole sync path is malformed
 # Slower than this on average, after the first `timeout` seconds of a reply, is a stalled
 # phone: USB 2 moves tens of MB/s and weak Wi-Fi adb some hundreds of KB/s.
 DEFAULT_MIN_RATE = 16 * 1024    # bytes per second
@@ -124,6 +124,7 @@ class SyncConnection:
         The whole listing must be read before the next request, so consume the iterator.
         """
         self._request(b"LIST", path)
+        dots = 0
         while True:
             header = self._read_exact(20)
             ident = header[:4]
@@ -132,12 +133,16 @@ class SyncConnection:
                 return
             if ident != b"DENT":
                 raise self._protocol_error("LIST", ident)
-            if name_length > MAX_NAME_BYTES:
+            if name_length > MAX_DENT_NAME_BYTES:
                 raise PhoneProtocolError(
                     f"the phone listed a name of {name_length} bytes in {path} (at most "
-                    f"{MAX_NAME_BYTES} make sense): unplug and replug it, then sync again")
+                    f"{MAX_DENT_NAME_BYTES} make sense): unplug and replug it, then sync again")
             name = self._read_exact(name_length)
             if name in (b".", b".."):
+                dots += 1
+                if dots > 2:        # never yielded, so a caller's count would not see them
+                    raise PhoneProtocolError(f"the phone listed '.' or '..' again and again in "
+                                             f"{path}: unplug and replug it, then sync again")
                 continue
             yield RemoteEntry(name=name, mode=mode, size=size, mtime=mtime)
 

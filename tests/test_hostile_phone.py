@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from device.phone_errors import PhoneConnectionLost
+from device.phone_errors import PhoneConnectionLost, PhoneError
 from device.phone_sync import SyncLimitError, SyncLimits, part_path, sync_phone
 from tools.fixtures.fake_phone import AdbServer, FakePhone
 
@@ -147,6 +147,14 @@ def test_endless_listing_ends_at_the_folder_limit_keeping_copies(adb, make_phone
                                          "DCIM/Camera/IMG_2.jpg": b"two",
                                          "DCIM/Camera/IMG_4.jpg": b"four"}
     assert elapsed < 15
+
+
+def test_endless_dot_entries_end_the_listing(adb, make_phone, tmp_path):
+    phone = make_phone({})
+    phone.endless_folders.add(CAMERA)
+    phone.endless_name = "."            # entries a listing leaves out, so no count sees them
+    error, _ = bounded(lambda: sync(adb, tmp_path / "gallery"))
+    assert isinstance(error, PhoneError) and "'.' or '..' again and again" in str(error)
 
 
 @pytest.mark.parametrize("width, depth, limits, words, lists", [
