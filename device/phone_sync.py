@@ -62,7 +62,7 @@ class SyncLimits:
     broken or hostile phone's endless listing."""
     entries_per_folder: int = 100_000     # entries in one folder's listing
     total_entries: int = 500_000          # entries in all listings of one sync
-    folders: int = 10_000                 # folders listed in one sync
+    folders: int = 2_000                  # folders listed in one sync
     depth: int = 16                       # folder levels below a synced folder
     min_rate: float = DEFAULT_MIN_RATE    # bytes/s a reply keeps up after its first --timeout s
 
