@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from common.errors import SketchSearchError
-from device.phone_sync import DEFAULT_ADB_PORT, DEFAULT_FOLDERS, SyncReport, sync_phone
+from device.phone_sync import DEFAULT_ADB_PORT, DEFAULT_FOLDERS, SyncLimitError, SyncReport, sync_phone
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,13 @@ class BackgroundSync:
             self._say(f"phone {self.report.model}: {pulled} new, {self.report.unchanged} unchanged")
             if pulled or self.report.deleted:
                 self.gallery_changed.set()
+        except SyncLimitError as exc:     # a listing cut short: what it copied is in the gallery
+            self.report = exc.report
+            if exc.report.pulled:
+                self.gallery_changed.set()
+            self.error = str(exc)
+            self._say(f"phone: {exc}")
+            log.warning("phone sync: %s", exc)
         except SketchSearchError as exc:  # no phone, not authorised, cable pulled...
             self.error = str(exc)
             self._say(f"phone: {exc}")

@@ -10,3 +10,8 @@ class PhoneError(SketchSearchError):
 
 class PhoneConnectionLost(PhoneError):
     """The link to the phone went away mid-request (cable pulled, phone locked, timeout)."""
+
+
+class PhoneProtocolError(PhoneError):
+    """The phone broke the sync protocol (an oversized frame, more data than listed...): the
+    session is out of step and must be closed; the request is refused."""

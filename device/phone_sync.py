@@ -6,13 +6,20 @@ copied only when it is new or its size or time changed since the last sync (sync
 Each copy goes to a hidden temporary file in the same folder, is flushed to disk, checked
 against the listed size and then renamed over the final name: a pulled cable leaves no
 half-written photo, and the next sync picks up where this one stopped.
+
+The phone is not trusted (SyncLimits): no file grows past its listed size, the listing is
+bounded (entries per folder, entries in all, folders, depth) and a limit hit ends the sync with
+one line; names that could escape the gallery, carry control characters or not fit a file name
+are refused, and a device path too long for the protocol is skipped, not fatal.
 """
 from __future__ import annotations
 
 import errno
+import hashlib
 import logging
 import os
 import re
+import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -23,22 +30,49 @@ from tqdm import tqdm
 from common.errors import GalleryError
 from common.files import PHOTO_EXTENSIONS
 from device.adb_server import DEFAULT_ADB_PORT, choose_phone, connect_server
-from device.phone_errors import PhoneConnectionLost, PhoneError
-from device.sync_protocol import DEFAULT_TIMEOUT_S, RemoteEntry, SyncConnection
+from device.phone_errors import PhoneConnectionLost, PhoneError, PhoneProtocolError
+from device.sync_protocol import (
+    DEFAULT_MIN_RATE,
+    DEFAULT_TIMEOUT_S,
+    MAX_PATH_BYTES,
+    RemoteEntry,
+    SyncConnection,
+)
 from device.sync_state import SyncedPhoto, SyncState
 
 log = logging.getLogger(__name__)
 
 DEFAULT_FOLDERS = ("DCIM/Camera",)
 SDCARD = "/sdcard"
-MAX_DEPTH = 16                     # folders below a synced folder; stops runaway trees
+PART_PREFIX = ".sync-"             # temporary copies: .sync-<hash of the name>.part, hidden
 PART_SUFFIX = ".part"
+MAX_NAME_BYTES = 255               # a file name on ext4, APFS, NTFS (in UTF-8 bytes here)
+REFUSED_SHOWN = 20                 # refused names the summary lists one by one
 # Android's MediaStore marks files in the bin and files still being written with these prefixes.
 _SKIPPED_PREFIXES = {".trashed-": "in the phone's trash", ".pending-": "still being written"}
 _SDCARD_ALIASES = ("/sdcard/", "/storage/emulated/0/", "/storage/self/primary/", "sdcard/")
 
 ProgressCallback = Callable[[int, int, str], None]
 """progress(files_done, files_to_copy, device_path): before each copy, and (n, n, "") at the end."""
+
+
+@dataclass(frozen=True)
+class SyncLimits:
+    """What a phone may make one sync do: far above a real phone's gallery, far below a
+    broken or hostile phone's endless listing."""
+    entries_per_folder: int = 100_000     # entries in one folder's listing
+    total_entries: int = 500_000          # entries in all listings of one sync
+    folders: int = 2_000                  # folders listed in one sync
+    depth: int = 16                       # folder levels below a synced folder
+    min_rate: float = DEFAULT_MIN_RATE    # bytes/s a reply keeps up after its first --timeout s
+
+
+class SyncLimitError(PhoneError):
+    """A listing limit was hit: nothing more was listed; `report` holds what was copied."""
+
+    def __init__(self, message: str, report: SyncReport):
+        super().__init__(message)
+        self.report = report
 
 
 @dataclass(frozen=True)
@@ -75,20 +109,25 @@ class SyncReport:
         for _, reason in self.skipped:
             reasons[reason] = reasons.get(reason, 0) + 1
         details = [f"  skipped {count}: {reason}" for reason, count in sorted(reasons.items())]
-        # Refused names may mean a hostile or broken phone: name each one.
-        details += [f"  refused {name}: {reason}" for name, reason in self.skipped
-                    if reason.startswith("unsafe")]
+        # Refused names may mean a hostile or broken phone: name them (the first ones).
+        refused = [(name, reason) for name, reason in self.skipped if reason.startswith("unsafe")]
+        details += [f"  refused {name}: {reason}" for name, reason in refused[:REFUSED_SHOWN]]
+        if len(refused) > REFUSED_SHOWN:
+            details.append(f"  refused {len(refused) - REFUSED_SHOWN} more (see --json)")
         return "\n".join([line, *details])
 
 
 def sync_phone(dest: str | os.PathLike, serial: str | None = None,
                folders: Sequence[str] = DEFAULT_FOLDERS, mirror: bool = False,
                adb_port: int = DEFAULT_ADB_PORT, progress: ProgressCallback | None = None, *,
-               timeout: float = DEFAULT_TIMEOUT_S, show_progress: bool = True) -> SyncReport:
+               timeout: float = DEFAULT_TIMEOUT_S, show_progress: bool = True,
+               limits: SyncLimits = SyncLimits()) -> SyncReport:
     """Bring `dest` up to date with the phone's photos in `folders` (relative to /sdcard).
 
     Photos deleted on the phone stay in `dest` unless `mirror` is set. Raises a
-    SketchSearchError subclass with a one-line message for anything the user must fix.
+    SketchSearchError subclass with a one-line message for anything the user must fix; a
+    listing over `limits` raises SyncLimitError after copying the photos of the folders
+    listed in full before it (and deleting nothing).
     """
     wanted = list(dict.fromkeys(normalise_folder(f) for f in folders))
     if not wanted:
@@ -102,15 +141,20 @@ def sync_phone(dest: str | os.PathLike, serial: str | None = None,
     report = SyncReport(serial=phone.serial, model=phone.model,
                         folder=gallery / safe_serial(phone.serial))
     with SyncState(gallery) as state:
-        session = _Session(device, timeout)
+        session = _Session(device, timeout, limits.min_rate)
         try:
-            photos, found = _list_photos(session, wanted, report)
+            photos, found, limit_hit = _list_photos(session, wanted, report, limits)
             _copy_changed(session, photos, gallery, report, state, progress, show_progress)
-            if mirror:
+            if mirror and limit_hit is None:
                 _remove_deleted(photos, found, wanted, gallery, report, state)
         finally:
             session.close()
     log.info(report.summary())
+    if limit_hit is not None:
+        raise SyncLimitError(
+            f"stopped listing phone {report.serial}: {limit_hit}; {len(report.pulled)} new "
+            "photos copied from the folders listed before it, nothing deleted: sync fewer or "
+            "smaller --folders, or check the phone", report)
     return report
 
 
@@ -142,21 +186,32 @@ def unsafe_name_reason(name: str) -> str | None:
         return "unsafe name: contains a path separator and could escape the gallery folder"
     if "\0" in name:
         return "unsafe name: contains a NUL character"
+    if any(unicodedata.category(char) == "Cc" for char in name):
+        return "unsafe name: contains a control character (newline, tab, escape...)"
     return None
+
+
+def printable(text: str) -> str:
+    """`text` with control characters escaped (\\n, \\x1b), for one-line messages."""
+    if not any(unicodedata.category(char) == "Cc" for char in text):
+        return text
+    return "".join(char.encode("unicode_escape").decode() if unicodedata.category(char) == "Cc"
+                   else char for char in text)
 
 
 class _Session:
     """The sync connection, reopened after the phone ends it (adbd does so after a FAIL)."""
 
-    def __init__(self, device, timeout: float):
+    def __init__(self, device, timeout: float, min_rate: float = DEFAULT_MIN_RATE):
         self._device = device
         self._timeout = timeout
+        self._min_rate = min_rate
         self._connection: SyncConnection | None = None
 
     @property
     def connection(self) -> SyncConnection:
         if self._connection is None:
-            self._connection = SyncConnection.open(self._device, self._timeout)
+            self._connection = SyncConnection.open(self._device, self._timeout, self._min_rate)
         return self._connection
 
     def close(self) -> None:
@@ -175,10 +230,24 @@ def _make_folder(gallery: Path) -> None:
         raise GalleryError(f"cannot create {gallery}: {error.strerror}") from None
 
 
-def _list_photos(session: _Session, folders: Iterable[tuple[str, ...]],
-                 report: SyncReport) -> tuple[dict[str, RemotePhoto], set[tuple[str, ...]]]:
-    """Every photo under the folders, by device path, and the folders that exist."""
-    photos: dict[str, RemotePhoto] = {}
+class _LimitHit(Exception):
+    """A listing went past one of the SyncLimits; the message says which."""
+
+
+@dataclass
+class _Listing:
+    limits: SyncLimits
+    photos: dict[str, RemotePhoto] = field(default_factory=dict)
+    entries: int = 0
+    folders: int = 0
+
+
+def _list_photos(session: _Session, folders: Iterable[tuple[str, ...]], report: SyncReport,
+                 limits: SyncLimits) -> tuple[dict[str, RemotePhoto], set[tuple[str, ...]],
+                                              str | None]:
+    """Every photo under the folders, by device path, the folders that exist, and which limit
+    stopped the listing (None: listed in full). Only folders listed in full give photos."""
+    listing = _Listing(limits)
     found: set[tuple[str, ...]] = set()
     for parts in folders:
         device_dir = "/".join((SDCARD, *parts))
@@ -188,20 +257,36 @@ def _list_photos(session: _Session, folders: Iterable[tuple[str, ...]],
                 log.warning("%s is not a folder on phone %s", device_dir, report.serial)
                 continue
             found.add(parts)
-            _walk(session.connection, parts, 0, photos, report)
+            _walk(session.connection, parts, 0, listing, report)
         except PhoneConnectionLost as error:
             raise PhoneConnectionLost(f"{error} while listing {device_dir} (nothing changed "
                                       "here): reconnect and unlock the phone, then sync "
                                       "again") from None
-    return photos, found
+        except _LimitHit as hit:
+            log.info("phone %s: %s", report.serial, hit)
+            session.close()             # the rest of that reply is never read
+            return listing.photos, found, str(hit)
+    return listing.photos, found, None
 
 
-def _walk(connection: SyncConnection, parts: tuple[str, ...], depth: int,
-          photos: dict[str, RemotePhoto], report: SyncReport) -> None:
+def _walk(connection: SyncConnection, parts: tuple[str, ...], depth: int, listing: _Listing,
+          report: SyncReport) -> None:
+    limits = listing.limits
     device_dir = "/".join((SDCARD, *parts))
+    listing.folders += 1
+    if listing.folders > limits.folders:
+        raise _LimitHit(f"more than {limits.folders} folders (the limit per sync)")
+    photos: dict[str, RemotePhoto] = {}      # kept only once the folder is listed in full
     subfolders: list[tuple[str, ...]] = []
-    for entry in list(connection.list_dir(device_dir)):   # read the whole reply first
-        shown = f"{device_dir}/{entry.name.decode(errors='replace')}"
+    for count, entry in enumerate(connection.list_dir(device_dir), 1):
+        listing.entries += 1
+        if count > limits.entries_per_folder:
+            raise _LimitHit(f"more than {limits.entries_per_folder} entries in {device_dir} "
+                            "(the limit per folder)")
+        if listing.entries > limits.total_entries:
+            raise _LimitHit(f"more than {limits.total_entries} entries in all (the limit per "
+                            "sync)")
+        shown = f"{device_dir}/{printable(entry.name.decode(errors='replace'))}"
         try:
             name = entry.name.decode("utf-8")
         except UnicodeDecodeError:
@@ -212,22 +297,32 @@ def _walk(connection: SyncConnection, parts: tuple[str, ...], depth: int,
             log.warning("refused %r from phone %s: %s", shown, report.serial, unsafe)
             report.skipped.append((shown, unsafe))
             continue
+        path = f"{device_dir}/{name}"
+        if entry.is_dir and name.startswith("."):
+            continue            # .thumbnails and the like: not the gallery's photos
+        if len(name.encode()) > MAX_NAME_BYTES:
+            report.skipped.append((shown, f"name longer than {MAX_NAME_BYTES} bytes: too long "
+                                          "for a file name here"))
+            continue
+        if len(path.encode()) > MAX_PATH_BYTES:
+            report.skipped.append((shown, f"path longer than {MAX_PATH_BYTES} bytes, which "
+                                          "adb's sync service cannot reach"))
+            continue
         if entry.is_dir:
-            if name.startswith("."):
-                continue        # .thumbnails and the like: not the gallery's photos
-            if depth + 1 < MAX_DEPTH:
-                subfolders.append((*parts, name))
-            else:
-                report.skipped.append((shown, f"folder nested deeper than {MAX_DEPTH} levels"))
+            if depth + 1 > limits.depth:
+                raise _LimitHit(f"folders nested more than {limits.depth} deep in "
+                                f"{'/'.join((SDCARD, *parts[:len(parts) - depth]))} "
+                                "(the depth limit)")
+            subfolders.append((*parts, name))
             continue
         reason = _not_a_photo_reason(name, entry)
         if reason is not None:
             report.skipped.append((shown, reason))
             continue
-        path = f"{device_dir}/{name}"
         photos[path] = RemotePhoto(path, (*parts, name), entry.size, entry.mtime)
+    listing.photos.update(photos)
     for subfolder in subfolders:
-        _walk(connection, subfolder, depth + 1, photos, report)
+        _walk(connection, subfolder, depth + 1, listing, report)
 
 
 def _not_a_photo_reason(name: str, entry: RemoteEntry) -> str | None:
@@ -311,14 +406,17 @@ class _Skip(Exception):
 def _copy_one(connection: SyncConnection, photo: RemotePhoto, target: Path,
               on_bytes: Callable[[int], object]) -> int:
     """Copy into a hidden temporary file, verify, then rename over `target`."""
-    part = target.with_name(f".{target.name}{PART_SUFFIX}")
+    part = part_path(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         with open(part, "wb") as out:
             try:
-                received = connection.receive(photo.device_path, out, on_bytes)
+                received = connection.receive(photo.device_path, out, on_bytes,
+                                              max_bytes=photo.size)
             except PhoneConnectionLost:
                 raise
+            except PhoneProtocolError as error:     # refused; the session is out of step
+                raise _Skip(f"refused: {error}", connection_ended=True) from None
             except PhoneError as error:      # the phone said FAIL and ended the session
                 raise _Skip(f"the phone refused to send it ({error})",
                             connection_ended=True) from None
@@ -339,6 +437,12 @@ def _copy_one(connection: SyncConnection, photo: RemotePhoto, target: Path,
     except BaseException:
         _remove_quietly(part)
         raise
+
+
+def part_path(target: Path) -> Path:
+    """The hidden temporary name a copy is written to: short, so any name fits beside it."""
+    digest = hashlib.sha1(os.fsencode(target.name)).hexdigest()[:16]
+    return target.with_name(f"{PART_PREFIX}{digest}{PART_SUFFIX}")
 
 
 def _remove_deleted(photos: dict[str, RemotePhoto], found: set[tuple[str, ...]],

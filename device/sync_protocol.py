@@ -5,6 +5,11 @@ destination and spins forever on a dropped connection. The protocol is small, so
 speaks it directly: each message is a 4-byte id and a little-endian 32-bit length (AOSP
 packages/modules/adb/SYNC.TXT). Every read has a timeout, and an empty read (the link is
 gone) raises instead of looping.
+
+The phone is not trusted: a DATA frame may carry at most SYNC_DATA_MAX bytes, a file no more
+than the size the caller expects, a name or message no more than the protocol allows, and a
+reply must keep up a minimum average rate once its first `timeout` seconds have passed, so a
+phone dripping a byte now and then ends the request instead of holding it for ever.
 """
 from __future__ import annotations
 
@@ -12,17 +17,23 @@ import logging
 import socket
 import stat
 import struct
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
 from device.adb_server import send_host_request
-from device.phone_errors import PhoneConnectionLost, PhoneError
+from device.phone_errors import PhoneConnectionLost, PhoneError, PhoneProtocolError
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_S = 30.0
 MAX_PATH_BYTES = 1024           # adbd refuses longer sync paths
+SYNC_DATA_MAX = 64 * 1024       # the largest DATA frame adbd sends (and accepts)
+MAX_DENT_NAME_BYTES = 1024      # a DENT name longer than a whole sync path is malformed
+# Slower than this on average, after the first `timeout` seconds of a reply, is a stalled
+# phone: USB 2 moves tens of MB/s and weak Wi-Fi adb some hundreds of KB/s.
+DEFAULT_MIN_RATE = 16 * 1024    # bytes per second
 _READ_SIZE = 256 * 1024
 
 
@@ -54,17 +65,22 @@ class SyncConnection:
     (`device.create_connection()`); this class sends "sync:" on it and owns it from then on.
     """
 
-    def __init__(self, connection, timeout: float = DEFAULT_TIMEOUT_S):
+    def __init__(self, connection, timeout: float = DEFAULT_TIMEOUT_S,
+                 min_rate: float = DEFAULT_MIN_RATE):
         self._connection = connection
         self._socket: socket.socket = connection.socket
         self._socket.settimeout(timeout)
         self._timeout = timeout
+        self._min_rate = min_rate
         self._buffer = bytearray()
+        self._reply_started = time.monotonic()
+        self._reply_bytes = 0
         self._send(b"0005sync:")
         self._expect_okay("the file transfer service (sync:)")
 
     @classmethod
-    def open(cls, device, timeout: float = DEFAULT_TIMEOUT_S) -> SyncConnection:
+    def open(cls, device, timeout: float = DEFAULT_TIMEOUT_S,
+             min_rate: float = DEFAULT_MIN_RATE) -> SyncConnection:
         """Open a sync session with a ppadb Device (its transport request included)."""
         try:
             connection = device.create_connection(set_transport=False, timeout=timeout)
@@ -74,7 +90,7 @@ class SyncConnection:
             connection.socket.settimeout(timeout)
             send_host_request(connection.socket, f"host:transport:{device.serial}",
                               f"phone {device.serial}")
-            return cls(connection, timeout)
+            return cls(connection, timeout, min_rate)
         except BaseException:
             connection.close()
             raise
@@ -108,6 +124,7 @@ class SyncConnection:
         The whole listing must be read before the next request, so consume the iterator.
         """
         self._request(b"LIST", path)
+        dots = 0
         while True:
             header = self._read_exact(20)
             ident = header[:4]
@@ -116,20 +133,41 @@ class SyncConnection:
                 return
             if ident != b"DENT":
                 raise self._protocol_error("LIST", ident)
+            if name_length > MAX_DENT_NAME_BYTES:
+                raise PhoneProtocolError(
+                    f"the phone listed a name of {name_length} bytes in {path} (at most "
+                    f"{MAX_DENT_NAME_BYTES} make sense): unplug and replug it, then sync again")
             name = self._read_exact(name_length)
             if name in (b".", b".."):
+                dots += 1
+                if dots > 2:        # never yielded, so a caller's count would not see them
+                    raise PhoneProtocolError(f"the phone listed '.' or '..' again and again in "
+                                             f"{path}: unplug and replug it, then sync again")
                 continue
             yield RemoteEntry(name=name, mode=mode, size=size, mtime=mtime)
 
     def receive(self, path: str, out: BinaryIO,
-                on_data: Callable[[int], None] | None = None) -> int:
-        """Copy a phone file into `out`; returns the byte count. Raises PhoneError on FAIL."""
+                on_data: Callable[[int], None] | None = None,
+                max_bytes: int | None = None) -> int:
+        """Copy a phone file into `out`; returns the byte count. Raises PhoneError on FAIL.
+
+        At most `max_bytes` are written: a frame that would go past it, or one over the
+        protocol's SYNC_DATA_MAX, raises PhoneProtocolError before any of it is read (the
+        session is then out of step and must be closed).
+        """
         self._request(b"RECV", path)
         received = 0
         while True:
             ident = self._read_exact(4)
             (length,) = struct.unpack("<I", self._read_exact(4))
+            if ident in (b"DATA", b"FAIL") and length > SYNC_DATA_MAX:
+                raise PhoneProtocolError(f"the phone announced a frame of {length} bytes, over "
+                                         f"the protocol's {SYNC_DATA_MAX}")
             if ident == b"DATA":
+                if max_bytes is not None and received + length > max_bytes:
+                    raise PhoneProtocolError(
+                        f"the phone sent more than the {max_bytes} bytes it listed (changed "
+                        "while copying, or a broken phone?); the next sync tries again")
                 # Copied in slices so a lost link is noticed within one timeout, not one frame.
                 remaining = length
                 while remaining:
@@ -154,6 +192,8 @@ class SyncConnection:
         if len(encoded) > MAX_PATH_BYTES:
             raise PhoneError(f"path too long for the adb sync service: {path}")
         self._send(ident + struct.pack("<I", len(encoded)) + encoded)
+        self._reply_started = time.monotonic()
+        self._reply_bytes = 0
 
     def _send(self, data: bytes) -> None:
         try:
@@ -163,9 +203,17 @@ class SyncConnection:
 
     def _fill(self, wanted: int) -> None:
         while len(self._buffer) < wanted:
+            # The reply may lag the minimum rate by at most `timeout` seconds.
+            deadline = self._reply_started + self._timeout + self._reply_bytes / self._min_rate
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise self._too_slow()
             try:
+                self._socket.settimeout(min(self._timeout, left))
                 data = self._socket.recv(_READ_SIZE)
             except TimeoutError as error:
+                if left < self._timeout:
+                    raise self._too_slow() from error
                 raise PhoneConnectionLost(
                     f"the phone sent nothing for {self._timeout:g} s") from error
             except OSError as error:
@@ -173,6 +221,13 @@ class SyncConnection:
             if not data:
                 raise PhoneConnectionLost("the connection to the phone closed")
             self._buffer += data
+            self._reply_bytes += len(data)
+
+    def _too_slow(self) -> PhoneConnectionLost:
+        elapsed = time.monotonic() - self._reply_started
+        return PhoneConnectionLost(
+            f"the phone sent {self._reply_bytes} bytes in {elapsed:.0f} s, slower than "
+            f"{self._min_rate / 1024:g} KB/s (stalled?)")
 
     def _read_exact(self, size: int) -> bytes:
         self._fill(size)
@@ -202,5 +257,5 @@ class SyncConnection:
 
     @staticmethod
     def _protocol_error(request: str, ident: bytes) -> PhoneError:
-        return PhoneError(f"unexpected reply {ident!r} to {request} from the phone; "
+        return PhoneProtocolError(f"unexpected reply {ident!r} to {request} from the phone; "
                           "unplug and replug it, then sync again")

@@ -110,3 +110,20 @@ def test_without_adb_says_how_to_install_it(tmp_path):
     result = run_cli("--adb-port", str(free_port()), "sync", "--dest", str(tmp_path / "g"),
                      env=env)
     assert_one_line_error(result, "no `adb` program", "apt-get install adb")
+
+
+def test_a_listing_limit_hit_is_one_line_and_exit_2(adb, phone, tmp_path):
+    phone.endless_folders.add("/sdcard/DCIM/Camera")       # a listing without end
+    result = run_cli("--adb-port", str(adb.port), "sync", "--dest", str(tmp_path / "g"))
+    assert result.returncode == 2
+    assert_one_line_error(result, "more than 100000 entries in /sdcard/DCIM/Camera "
+                          "(the limit per folder)", "nothing deleted")
+
+
+def test_a_dripping_phone_ends_at_the_timeout_with_one_line_and_exit_2(adb, phone, tmp_path):
+    phone.drip = (0, 0.4)               # one byte every 0.4 s: each read waits less than 1 s
+    result = run_cli("--adb-port", str(adb.port), "sync", "--dest", str(tmp_path / "g"),
+                     "--timeout", "1", "--json")
+    assert result.returncode == 2
+    assert_one_line_error(result, "slower than 16 KB/s", "sync again")
+    assert not [p for p in (tmp_path / "g").rglob("*.jp*g")]

@@ -132,7 +132,7 @@ def test_deleted_on_phone_kept_unless_mirror(adb, phone_factory, tmp_path):
 
 def test_awkward_names_copied_and_escaping_names_refused(adb, phone_factory, tmp_path):
     awkward = ["my holiday photo.jpg", "it's \"quoted\".jpg", "a;b&c|d.jpg", "$(touch pwned).jpg",
-               "café_日本_😀.jpg", "-rf.png", "new\nline.jpg"]
+               "café_日本_😀.jpg", "-rf.png"]
     phone = phone_factory({f"DCIM/Camera/{name}": name.encode() for name in awkward})
     hostile = {"/sdcard/DCIM/Camera/../escape.jpg", "/sdcard/DCIM/Camera/sub/../../x.jpg",
                "/sdcard/DCIM/Camera/back\\slash.jpg"}
