@@ -12,7 +12,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import nbformat
 import pytest
 
 from tests.conftest import ROOT
@@ -150,6 +149,7 @@ def notebook_code(notebook) -> list[str]:
 
 
 def test_colab_notebook_is_valid_and_its_search_command_runs(checkpoints, gallery, tmp_path):
+    import nbformat  # in requirements.txt and requirements-headless.txt (tests)
     notebook = nbformat.read(ROOT / "examples" / "colab.ipynb", as_version=4)
     nbformat.validate(notebook)
     assert notebook.nbformat == 4
@@ -177,3 +177,49 @@ def test_colab_notebook_is_valid_and_its_search_command_runs(checkpoints, galler
     grids = sorted((tmp_path / "results").glob("*_results.png"))  # what the last cell shows
     assert [g.name for g in grids] == ["cat_results.png"]
     assert (tmp_path / "results" / "cat.json").is_file()
+
+
+def readme() -> str:
+    return (ROOT / "README.md").read_text()
+
+
+def test_readme_test_command_works_with_empty_apt_lists():
+    commands = [line for line in readme().splitlines() if "apt-get install" in line and "pytest" in line]
+    assert commands and all(line.startswith("apt-get update && apt-get install -y ") for line in commands)
+
+
+def test_readme_states_the_download_where_the_set_up_command_is():
+    text = readme()
+    set_up = text[:text.index("Run the tests")]
+    assert "python -m checkpoints.fetch" in set_up and "6.5 GB" in set_up
+    from checkpoints.fetch import HF_FILES
+    sd_turbo = HF_FILES["stabilityai/sd-turbo"]
+    for part, size in (("text_encoder", "1.36 GB"), ("unet", "3.46 GB"), ("vae", "0.33 GB")):
+        assert f"{part}/" in " ".join(sd_turbo) and size in set_up  # each fetched weight file, sized
+    for model in ("BLIP base 1.0 GB", "DINOv2 base\n0.35 GB", "LoRA about 40 MB"):
+        assert model.replace("\n", " ") in set_up.replace("\n", " ")
+
+
+def test_readme_states_main2_s_gallery_and_index_defaults_as_they_are():
+    import main2
+    from app.settings import Settings
+    from checkpoints.layout import dinov2_dir_name
+    from retrieval.index import default_index_path
+    text = readme()
+    with pytest.raises(SystemExit):  # no default gallery: required
+        main2.parse_args(["--image_path", "x.png"])
+    row = next(line for line in text.splitlines() if line.startswith("| `--gallery DIR` |"))
+    assert "required" in row and "no default" in row
+    index = default_index_path(Path("G"), dinov2_dir_name(Settings().embedder))
+    assert f"`{index.name}`" in text and f"<gallery>/{index.parent.name}/" in text
+
+
+def test_readme_claims_quick_only_for_benches_that_have_it():
+    text = readme()
+    claim = " ".join(text.split("`--quick` for a short run")[1].split("\n\n")[0].split())
+    for match in re.finditer(r"^python -m bench\.(\w+)([^\n]*)", text, re.MULTILINE):
+        name, rest = match.groups()
+        has_quick = "--quick" in (ROOT / "bench" / f"{name}.py").read_text()
+        assert ("--quick" in rest) == has_quick, name
+        if not has_quick:
+            assert f"{name} " in claim and "no quick mode" in claim, name
