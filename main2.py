@@ -13,7 +13,7 @@ from app.cli import add_gallery_arguments, add_model_arguments, quiet_model_libr
 from app.model_plan import plan_models
 from app.outputs import QueryFiles, plan_query_files, save_query_files, write_file, write_json
 from common.command import run_command, setup_logging
-from common.errors import GalleryError, NotAnImageError, SketchSearchError
+from common.errors import BlankSketchError, GalleryError, NotAnImageError, SketchSearchError
 from common.files import PHOTO_EXTENSIONS, is_photo_name
 
 # True here: the index commits each batch, so the next run resumes where this one stopped.
@@ -92,7 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     sketches = []
     for path in paths:
         sketch = load_image(path)
-        prepare_sketch(sketch)  # refuses a blank sketch now rather than after loading models
+        try:
+            prepare_sketch(sketch)  # refuses a blank sketch now rather than after loading models
+        except BlankSketchError as exc:
+            raise BlankSketchError(f"--image_path {path}: {exc}") from None
         sketches.append(sketch)
     gallery = args.gallery.expanduser()
     if not gallery.is_dir():

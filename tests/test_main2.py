@@ -137,13 +137,17 @@ def test_missing_checkpoints_stop_before_any_work(gallery, sketch, tmp_path):
     assert sorted(p.name for p in gallery.rglob("*")) == before  # no index written either
 
 
-@pytest.mark.parametrize("case", ["blank", "not an image", "missing", "no gallery"])
+@pytest.mark.parametrize("case", ["blank", "blank among several", "not an image", "missing", "no gallery"])
 def test_bad_input_is_one_line_and_exit_2(checkpoints, gallery, tmp_path, case):
     sketch = tmp_path / "sketch.png"
-    gallery_arg = str(gallery)
+    gallery_arg, extra = str(gallery), []
     if case == "blank":
         Image.new("RGB", (300, 300), "white").save(sketch)
         expected = "no strokes"
+    elif case == "blank among several":
+        Image.new("RGB", (300, 300), "white").save(sketch)
+        extra = [str(ROOT / "examples" / "sketches" / "cat.png")]
+        expected = f"--image_path {sketch}: the sketch has no strokes"
     elif case == "not an image":
         sketch.write_text("these are words, not pixels")
         expected = str(sketch)
@@ -154,7 +158,7 @@ def test_bad_input_is_one_line_and_exit_2(checkpoints, gallery, tmp_path, case):
         shutil.copy(ROOT / "examples" / "sketches" / "cat.png", sketch)
         gallery_arg = str(tmp_path / "absent")
         expected = "not a folder"
-    done = run_main2("--image_path", str(sketch), "--gallery", gallery_arg,
+    done = run_main2("--image_path", *extra, str(sketch), "--gallery", gallery_arg,
                      "--checkpoints", str(checkpoints), "--output", str(tmp_path / "r" / "g.png"))
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
