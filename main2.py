@@ -1,7 +1,8 @@
 """Headless sketch search: `python main2.py --image_path sketch.png --gallery DIR`.
 
 Prints the caption, prompt, generated image and the top-k photos with cosine scores; writes a
-results grid (and, with --json, the same as JSON).
+results grid (and, with --json, the same as JSON). Several sketches (--image_path repeated, or a
+folder of them) share one model load and one gallery index; each gets its own files.
 """
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ from pathlib import Path
 
 from app.cli import add_gallery_arguments, add_model_arguments, quiet_model_libraries, settings_from
 from app.model_plan import plan_models
-from app.outputs import save_query_files
+from app.outputs import QueryFiles, plan_query_files, save_query_files, write_file, write_json
 from common.command import run_command, setup_logging
-from common.errors import GalleryError, NotAnImageError, SketchSearchError
-from common.files import write_atomically
+from common.errors import BlankSketchError, GalleryError, NotAnImageError, SketchSearchError
+from common.files import PHOTO_EXTENSIONS, is_photo_name
 
 # True here: the index commits each batch, so the next run resumes where this one stopped.
 INTERRUPTED = "interrupted: what was indexed is kept; run again to resume"
@@ -24,18 +25,40 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description="Find the photos in a gallery that look like a sketch: caption it (BLIP), "
                     "turn it into a photo-like image (pix2pix-turbo), compare that image with "
                     "every photo (DINOv2, cosine similarity).")
-    parser.add_argument("--image_path", type=Path, required=True,
-                        help="the sketch: strokes of any colour on a plain background (PNG/JPEG)")
+    parser.add_argument("--image_path", type=Path, required=True, action="extend", nargs="+",
+                        help="the sketch: strokes of any colour on a plain background (PNG/JPEG); "
+                             "several files, the flag repeated, or a folder of sketches search "
+                             "one after the other with the models loaded once")
     add_gallery_arguments(parser)
     add_model_arguments(parser)
     parser.add_argument("--output", type=Path, default=None,
-                        help="results grid image (default results/<sketch-name>_results.png)")
+                        help="results grid image (default results/<sketch-name>_results.png); "
+                             "with several sketches, the folder for their grids (default results)")
     parser.add_argument("--json", type=Path, default=None,
-                        help="also write the caption, prompt, results, timings and index report as JSON")
+                        help="also write the caption, prompt, results, timings and index report "
+                             "as JSON; with several sketches, the folder for <sketch-name>.json")
     args = parser.parse_args(argv)
     if args.gallery is None:
         parser.error("--gallery is required: the folder of photos to search")
     return args
+
+
+def sketch_files(given: list[Path]) -> list[Path]:
+    """The sketch files named by --image_path: files as they are, a folder's images (sorted)."""
+    sketches = []
+    for path in (p.expanduser() for p in given):
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.is_file() and is_photo_name(p.name))
+            if not found:
+                kinds = ", ".join(sorted(e[1:] for e in PHOTO_EXTENSIONS))
+                raise NotAnImageError(f"--image_path {path}: a folder with no images ({kinds}) in "
+                                      "it; pass a sketch file or a folder of sketches")
+            sketches.extend(found)
+        elif path.is_file():
+            sketches.append(path)
+        else:
+            raise NotAnImageError(f"--image_path {path}: no such file")
+    return sketches
 
 
 def print_report(data: dict, output: Path, skipped_shown: int = 10) -> None:
@@ -64,27 +87,40 @@ def main(argv: list[str] | None = None) -> int:
     # Everything a user can get wrong is checked before any model loads or any file is written.
     from generation.preprocess import prepare_sketch
     from retrieval.images import load_image
-    sketch_path = args.image_path.expanduser()
-    if not sketch_path.is_file():
-        raise NotAnImageError(f"--image_path {sketch_path}: no such file")
-    sketch = load_image(sketch_path)
-    prepare_sketch(sketch)  # refuses a blank sketch now rather than after loading models
+    paths = sketch_files(args.image_path)
+    several = len(args.image_path) > 1 or any(p.expanduser().is_dir() for p in args.image_path)
+    sketches = []
+    for path in paths:
+        sketch = load_image(path)
+        try:
+            prepare_sketch(sketch)  # refuses a blank sketch now rather than after loading models
+        except BlankSketchError as exc:
+            raise BlankSketchError(f"--image_path {path}: {exc}") from None
+        sketches.append(sketch)
     gallery = args.gallery.expanduser()
     if not gallery.is_dir():
         raise GalleryError(f"--gallery {gallery}: not a folder; pass the folder of your photos")
+    files = plan_query_files(paths, args.output, args.json, several)
     settings = settings_from(args)
     plan_models(settings)  # missing models: one line now, before the slow torch imports
 
     quiet_model_libraries()
-    from app.results_grid import render_results_grid
     from app.sketch_search import SketchSearch
     search = SketchSearch(settings)
     search.load()
     report = search.index_gallery(gallery)
-    result = search.query(sketch)
+    for number, (path, sketch, plan) in enumerate(zip(paths, sketches, files), 1):
+        if several:
+            print(f"== sketch {number}/{len(paths)}: {path}")
+        data = search_one(search, sketch, report, plan, load_image)
+        print_report(data, plan.grid)
+    return 0
 
-    output = args.output or Path("results") / f"{sketch_path.stem}_results.png"
-    generated_path = output.with_name(f"{sketch_path.stem}_generated.png")
+
+def search_one(search, sketch, report, plan: QueryFiles, load_image) -> dict:
+    """One sketch's query and its files: generated image, grid, then the JSON."""
+    from app.results_grid import render_results_grid
+    result = search.query(sketch)
     thumbs = []
     for path, score in result.results:
         try:
@@ -92,10 +128,11 @@ def main(argv: list[str] | None = None) -> int:
         except SketchSearchError:  # deleted since indexing: still listed, shown grey
             thumbs.append((path, None, score))
     grid = render_results_grid(result.sketch.preview, result.generated, thumbs, result.caption)
-    write_atomically(output, lambda p: grid.save(p, format="PNG"))
-    data = save_query_files(result, report, generated_path, args.json)
-    print_report(data, output)
-    return 0
+    data = save_query_files(result, report, plan.generated, None)
+    write_file(plan.grid, lambda p: grid.save(p, format="PNG"))
+    if plan.json is not None:
+        write_json(plan.json, data)
+    return data
 
 
 if __name__ == "__main__":

@@ -85,7 +85,13 @@ def settings_from(args: argparse.Namespace, **extra) -> Settings:
 
 
 def quiet_model_libraries() -> None:
-    """The model libraries' own loading bars and advice would drown the program's output."""
+    """The model libraries' own loading bars and advice would drown the program's output.
+
+    Call it before anything imports transformers: it first hides a torchvision that does not fit
+    the installed torch (app.compat), which would otherwise stop transformers from loading BLIP.
+    """
+    from app.compat import hide_broken_torchvision
+    hide_broken_torchvision()
     import diffusers
     import transformers
     transformers.utils.logging.set_verbosity_error()

@@ -8,6 +8,11 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import cv2
@@ -19,6 +24,41 @@ NUM_LANDMARKS = 21
 # Static detection in photos: lower than MediaPipe's 0.5 because a photo is known to
 # hold a hand; on the shared photos 0.5 missed about twice as many.
 PHOTO_DETECTION_CONFIDENCE = 0.3
+
+# What MediaPipe's C++ (TFLite, absl, its GL context) writes straight to the process's stderr
+# while its graph starts: true, but noise to a user. Shown with -v (logging at INFO).
+START_UP_CHATTER = re.compile(
+    r"XNNPACK delegate|TensorFlow Lite|Feedback manager|inference_feedback_manager|"
+    r"absl::InitializeLog|EGL|gl_context|GL version|OpenGL|renderer: |Created TensorFlow|"
+    r"landmark_projection_calculator|Using NORM_RECT")
+
+
+@contextmanager
+def _start_up_chatter_quiet() -> Iterator[None]:
+    """Catch what native code writes to file descriptor 2 meanwhile; give back all but the chatter.
+
+    Python's logging cannot reach it (it is C++ writing to the descriptor), so the descriptor
+    itself goes to a temporary file for the start-up calls. With -v nothing is caught.
+    """
+    if logger.isEnabledFor(logging.INFO):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            text = caught.read().decode("utf-8", "replace")
+    kept = [line for line in text.splitlines(keepends=True) if not START_UP_CHATTER.search(line)]
+    if kept:  # not MediaPipe's start-up: whoever wrote it meant it
+        sys.stderr.write("".join(kept))
+        sys.stderr.flush()
 
 
 @dataclass(frozen=True)
@@ -83,16 +123,19 @@ class HandTracker:
     ) -> None:
         # Imported here so that modules using only Hand or the pure gesture logic load fast.
         os.environ.setdefault("GLOG_minloglevel", "2")  # MediaPipe's C++ start-up chatter
-        import mediapipe as mp
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        with _start_up_chatter_quiet():
+            import mediapipe as mp
 
-        self.static_image_mode = static_image_mode
-        self._hands = mp.solutions.hands.Hands(
-            static_image_mode=static_image_mode,
-            max_num_hands=max_num_hands,
-            model_complexity=1,
-            min_detection_confidence=min_detection_confidence,
-            min_tracking_confidence=min_tracking_confidence,
-        )
+            self.static_image_mode = static_image_mode
+            self._hands = mp.solutions.hands.Hands(
+                static_image_mode=static_image_mode,
+                max_num_hands=max_num_hands,
+                model_complexity=1,
+                min_detection_confidence=min_detection_confidence,
+                min_tracking_confidence=min_tracking_confidence,
+            )
+        self._started = False  # its models start on the first frame, the landmarks' on the first hand
 
     def process(self, frame_rgb: np.ndarray) -> Hand | None:
         """The most confident hand in an RGB frame, or None when no hand is seen."""
@@ -104,7 +147,12 @@ class HandTracker:
         if self._hands is None:
             raise RuntimeError("HandTracker is closed")
         frame = _check_rgb(frame_rgb)
-        result = self._hands.process(frame)
+        if self._started:
+            result = self._hands.process(frame)
+        else:
+            with _start_up_chatter_quiet():
+                result = self._hands.process(frame)
+            self._started = bool(result.multi_hand_landmarks)
         if not result.multi_hand_landmarks:
             return []
         height, width = frame.shape[:2]

@@ -50,10 +50,24 @@ def sketch(tmp_path):
     return path
 
 
-def run_main2(*args: str) -> subprocess.CompletedProcess:
+def run_main2(*args: str, cwd=ROOT, preexec_fn=None) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run([sys.executable, str(ROOT / "main2.py"), *args], capture_output=True,
-                          text=True, env=env, cwd=ROOT, timeout=300)
+                          text=True, env=env, cwd=cwd, timeout=300, preexec_fn=preexec_fn)
+
+
+def draw_sketch(path, shape: str):
+    image = Image.new("RGB", (300, 300), "white")
+    draw = ImageDraw.Draw(image)
+    if shape == "circle":
+        draw.ellipse([60, 60, 240, 240], outline="black", width=6)
+    elif shape == "box":
+        draw.rectangle([50, 90, 250, 210], outline="black", width=6)
+    else:
+        draw.line([(40, 260), (150, 40), (260, 260)], fill="black", width=6)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+    return path
 
 
 def test_end_to_end_then_second_run_embeds_nothing(checkpoints, gallery, sketch, tmp_path, capsys):
@@ -125,13 +139,17 @@ def test_missing_checkpoints_stop_before_any_work(gallery, sketch, tmp_path):
     assert sorted(p.name for p in gallery.rglob("*")) == before  # no index written either
 
 
-@pytest.mark.parametrize("case", ["blank", "not an image", "missing", "no gallery"])
+@pytest.mark.parametrize("case", ["blank", "blank among several", "not an image", "missing", "no gallery"])
 def test_bad_input_is_one_line_and_exit_2(checkpoints, gallery, tmp_path, case):
     sketch = tmp_path / "sketch.png"
-    gallery_arg = str(gallery)
+    gallery_arg, extra = str(gallery), []
     if case == "blank":
         Image.new("RGB", (300, 300), "white").save(sketch)
         expected = "no strokes"
+    elif case == "blank among several":
+        Image.new("RGB", (300, 300), "white").save(sketch)
+        extra = [str(ROOT / "examples" / "sketches" / "cat.png")]
+        expected = f"--image_path {sketch}: the sketch has no strokes"
     elif case == "not an image":
         sketch.write_text("these are words, not pixels")
         expected = str(sketch)
@@ -142,7 +160,7 @@ def test_bad_input_is_one_line_and_exit_2(checkpoints, gallery, tmp_path, case):
         shutil.copy(ROOT / "examples" / "sketches" / "cat.png", sketch)
         gallery_arg = str(tmp_path / "absent")
         expected = "not a folder"
-    done = run_main2("--image_path", str(sketch), "--gallery", gallery_arg,
+    done = run_main2("--image_path", *extra, str(sketch), "--gallery", gallery_arg,
                      "--checkpoints", str(checkpoints), "--output", str(tmp_path / "r" / "g.png"))
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
@@ -158,8 +176,12 @@ def test_help_explains_every_flag():
         assert flag in done.stdout
 
 
-def test_a_red_sketch_says_red_in_the_prompt_unless_told_not_to(checkpoints, gallery, tmp_path):
+def test_a_red_sketch_says_red_in_the_prompt_unless_told_not_to(checkpoints, gallery, tmp_path, monkeypatch):
     """The seed's kind of sketch (red strokes on black); the generator's input stays the mask."""
+    from captioning.blip import BlipCaptioner
+    # The tiny captioner's random words may name a colour (then no hint is added, by design);
+    # a real one says this of a sketch. The colour must still come from the sketch file.
+    monkeypatch.setattr(BlipCaptioner, "caption", lambda self, image: "a black and white drawing of an apple")
     def strokes(paper, pen, name):
         image = Image.new("RGB", (400, 300), paper)
         draw = ImageDraw.Draw(image)
@@ -189,3 +211,135 @@ def test_a_red_sketch_says_red_in_the_prompt_unless_told_not_to(checkpoints, gal
     assert same_strokes["prompt"] == plain["prompt"] and hinted["caption"] == plain["caption"]
     assert np.array_equal(plain_image, same_strokes_image)
     assert not np.array_equal(hinted_image, plain_image)
+
+
+def test_several_sketches_load_the_models_once_and_each_gets_its_files(
+        checkpoints, gallery, tmp_path, monkeypatch, capsys):
+    from captioning.blip import BlipCaptioner
+    from generation.pix2pix_turbo import Pix2PixTurbo
+    loads = []
+    for cls in (BlipCaptioner, Pix2PixTurbo):
+        real = cls.from_pretrained.__func__
+        monkeypatch.setattr(cls, "from_pretrained", classmethod(
+            lambda c, *a, _real=real, **k: loads.append(c.__name__) or _real(c, *a, **k)))
+    folder = tmp_path / "sketches"
+    draw_sketch(folder / "circle.png", "circle")
+    draw_sketch(folder / "box.png", "box")
+    (folder / "notes.txt").write_text("not a sketch")  # not an image type: not a sketch
+    other = draw_sketch(tmp_path / "elsewhere" / "box.png", "peak")  # same name, other folder
+    out, js = tmp_path / "grids", tmp_path / "json"
+    assert main2.main(["--image_path", str(folder), "--image_path", str(other), "--gallery", str(gallery),
+                       "--checkpoints", str(checkpoints), "--output", str(out), "--json", str(js)]) == 0
+    assert sorted(loads) == ["BlipCaptioner", "Pix2PixTurbo"]
+    # A folder's images in name order, then the file; a repeated name is made unique.
+    assert sorted(p.name for p in js.iterdir()) == ["box-2.json", "box.json", "circle.json"]
+    generated = set()
+    for name in ["box", "circle", "box-2"]:
+        data = json.loads((js / f"{name}.json").read_text())
+        assert data["generated_image"] == str(out / f"{name}_results_generated.png")
+        generated.add(Image.open(data["generated_image"]).tobytes())
+        with Image.open(out / f"{name}_results.png") as picture:
+            assert picture.width > 256
+    assert len(generated) == 3  # three sketches, three different images
+    printed = capsys.readouterr().out
+    assert printed.count("caption : ") == 3 and f"sketch 3/3: {other}" in printed
+
+
+def test_a_folder_without_images_says_so(checkpoints, gallery, tmp_path):
+    folder = tmp_path / "empty sketches"
+    folder.mkdir()
+    (folder / "readme.txt").write_text("no images here")
+    done = run_main2("--image_path", str(folder), "--gallery", str(gallery),
+                     "--checkpoints", str(checkpoints), "--output", str(tmp_path / "r"))
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"{folder}: a folder with no images" in lines[0], lines
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("case", ["output is a folder", "json is a folder", "parent is a file",
+                                  "read-only place", "json read-only", "same file twice",
+                                  "several: output is a file"])
+def test_unwritable_outputs_are_refused_before_any_model_work(checkpoints, gallery, sketch,
+                                                              tmp_path, case):
+    a_file = tmp_path / "a file.txt"
+    a_file.write_text("in the way")
+    (tmp_path / "a folder").mkdir()
+    output, json_out, expected = tmp_path / "ok" / "grid.png", None, ""
+    images = [str(sketch)]
+    if case == "output is a folder":
+        output, expected = tmp_path / "a folder", "--output"
+    elif case == "json is a folder":
+        json_out, expected = tmp_path / "a folder", "--json"
+    elif case == "parent is a file":
+        output, expected = a_file / "sub" / "grid.png", "is a file, not a folder"
+    elif case == "read-only place":  # sysfs takes no new files, even from root
+        output, expected = "/sys/grid.png", "cannot write in /sys"
+    elif case == "json read-only":
+        json_out, expected = "/sys/out.json", "cannot write in /sys"
+    elif case == "same file twice":
+        json_out, expected = output, "already used"
+    else:
+        images, output, expected = [str(sketch), str(sketch)], a_file, "is a file"
+    args = ["--gallery", str(gallery), "--checkpoints", str(checkpoints), "--output", str(output)]
+    for image in images:
+        args += ["--image_path", image]
+    if json_out is not None:
+        args += ["--json", str(json_out)]
+    done = run_main2(*args)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], lines
+    assert not (gallery / ".sketch-search").exists()  # refused before indexing: no model work
+    assert not (tmp_path / "ok").exists()
+    assert not list(tmp_path.rglob(".sketch-search-probe-*"))
+
+
+def test_a_write_that_fails_later_is_one_line_and_keeps_earlier_files(checkpoints, gallery, sketch,
+                                                                     tmp_path):
+    import resource
+    import signal
+    out, grid = tmp_path / "out" / "q.json", tmp_path / "out" / "q.png"
+    args = ["--image_path", str(sketch), "--gallery", str(gallery), "--checkpoints", str(checkpoints),
+            "--json", str(out), "--output", str(grid), "--seed", "1"]
+    assert run_main2(*args).returncode == 0
+    before = {p.name: p.read_bytes() for p in out.parent.iterdir()}
+    assert set(before) == {"q.json", "q.png", "q_generated.png"}
+
+    # Like a full disk: writes past `limit` bytes fail with an OSError (EFBIG). The gallery
+    # index fits under it, the generated image does not.
+    limit = max(p.stat().st_size for p in (gallery / ".sketch-search").iterdir()) + 65536
+    assert len(before["q_generated.png"]) > limit
+
+    def small_disk():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    done = run_main2(*args[:-1], "2", preexec_fn=small_disk)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: could not write "), lines
+    assert "Traceback" not in done.stderr
+    assert {p.name: p.read_bytes() for p in out.parent.iterdir()} == before  # intact, no temporaries
+
+
+def test_generated_images_of_two_queries_do_not_overwrite_each_other(checkpoints, gallery, sketch,
+                                                                     tmp_path):
+    results = tmp_path / "results"
+    for seed, name in (("1", "first"), ("2", "second")):
+        assert main2.main(["--image_path", str(sketch), "--gallery", str(gallery), "--checkpoints",
+                           str(checkpoints), "--seed", seed, "--output", str(results / f"{name}.png"),
+                           "--json", str(results / f"{name}.json")]) == 0
+    first = json.loads((results / "first.json").read_text())["generated_image"]
+    second = json.loads((results / "second.json").read_text())["generated_image"]
+    assert first != second
+    assert not np.array_equal(np.asarray(Image.open(first)), np.asarray(Image.open(second)))
+
+
+def test_generated_image_in_the_json_is_absolute(checkpoints, gallery, sketch, tmp_path):
+    done = run_main2("--image_path", str(sketch), "--gallery", str(gallery), "--checkpoints",
+                     str(checkpoints), "--output", "res/grid.png", "--json", "res/out.json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    data = json.loads((tmp_path / "res" / "out.json").read_text())
+    assert data["generated_image"] == str(tmp_path / "res" / "grid_generated.png")
+    assert all(os.path.isabs(hit["path"]) for hit in data["results"])
