@@ -428,7 +428,7 @@ class GalleryIndex:
                         stats.append(stat)
                     except NotAnImageError as exc:
                         failed.append((stat, exc))
-                vectors = embedder.embed_images(images, batch_size=batch_size)
+                vectors = embedder.embed_images(images, batch_size=batch_size) if images else []
                 with self._con:  # one transaction per batch: all of it is kept, or none
                     self._con.executemany(_UPSERT, [
                         (_key(s.path), s.size, s.mtime_ns, v.astype(np.float32).tobytes(), None)
