@@ -123,9 +123,12 @@ def _draft_size(size: tuple[int, int], min_side: int) -> tuple[int, int]:
 
 
 def _bytes_per_pixel(mode: str) -> int:
-    if mode in ("1", "L", "P"):
-        return 1
-    return 2 if mode.startswith("I;16") else 4  # every other mode: 4 bytes a pixel in Pillow
+    """Pillow's bytes a pixel, plus the copy our conversion of that mode makes at full size."""
+    if mode in ("P", "PA"):
+        return (1 if mode == "P" else 4) + 4  # the colours, when not subsampled first
+    if mode in ("1", "L"):
+        return 1 + (mode == "1")
+    return 3 if mode.startswith("I;16") else 4  # every other mode: 4 bytes a pixel in Pillow
 
 
 def _decode_bytes(image: Image.Image, min_side: int | None) -> int:
@@ -161,31 +164,41 @@ def _reduced(image: Image.Image, min_side: int | None) -> Image.Image:
         return image.reduce(factor) if factor >= 2 else image
     if image.mode == "1":
         image = image.convert("L")  # same size in memory; averaging gives the grey it shows
-    elif image.mode.startswith("I;16"):  # Image.reduce refuses 16-bit modes; BOX is the same
-        return image.resize((math.ceil(width / factor), math.ceil(height / factor)),
-                            Image.Resampling.BOX)
+    elif image.mode.startswith("I;16"):  # Image.reduce refuses 16-bit modes
+        image = _sixteen_to_8_bit(image)
     try:
         return image.reduce(factor)
     except ValueError:  # a rare packed mode (BGR;15 ...): take its colours first
         return image.convert("RGB").reduce(factor)
 
 
+def _sixteen_to_8_bit(image: Image.Image) -> Image.Image:
+    """16-bit grey (any byte order) as 8-bit L: 0-65535 scaled to 0-255, in bands of rows.
+
+    Pillow's own convert clips 16-bit values at 255 (an all-white photo).
+    """
+    width, height = image.size
+    out = np.empty((height, width), np.uint8)
+    step = max(1, (1 << 22) // max(1, width))  # about 4 M pixels a band
+    for top in range(0, height, step):
+        band = np.asarray(image.crop((0, top, width, min(height, top + step)))).astype(np.uint32)
+        out[top:top + band.shape[0]] = (band * 255 + 32767) // 65535
+    return Image.fromarray(out, "L")
+
+
 def _grey_to_8_bit(image: Image.Image) -> Image.Image:
-    """16-bit, 32-bit integer and float grey as 8-bit L, keeping the tones."""
+    """32-bit integer and float grey as 8-bit L, keeping the tones."""
     values = np.asarray(image).astype(np.float64)
-    if image.mode.startswith("I;16"):
-        values = values / 257.0  # 65535 -> 255
-    else:
-        finite = values[np.isfinite(values)]
-        low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
-        if image.mode == "F" and low >= 0 and high <= 1:
-            values = values * 255.0
-        elif low >= 0 and high <= 255:
-            pass
-        elif low >= 0 and high <= 65535:  # 16-bit data read as 32-bit (some TIFFs)
-            values = values / 257.0
-        else:  # signed or unusual ranges: stretch what is there
-            values = (values - low) * (255.0 / (high - low)) if high > low else values * 0
+    finite = values[np.isfinite(values)]
+    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+    if image.mode == "F" and low >= 0 and high <= 1:
+        values = values * 255.0
+    elif low >= 0 and high <= 255:
+        pass
+    elif low >= 0 and high <= 65535:  # 16-bit data read as 32-bit (some TIFFs)
+        values = values / 257.0
+    else:  # signed or unusual ranges: stretch what is there
+        values = (values - low) * (255.0 / (high - low)) if high > low else values * 0
     values = np.nan_to_num(values, nan=0.0, posinf=255.0, neginf=0.0)
     return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), "L")
 
@@ -193,7 +206,9 @@ def _grey_to_8_bit(image: Image.Image) -> Image.Image:
 def _to_rgb(image: Image.Image) -> Image.Image:
     if image.mode in ("P", "PA", "1"):
         image = _palette_tones(image)
-    if image.mode.startswith("I;16") or image.mode in ("I", "F"):
+    if image.mode.startswith("I;16"):
+        image = _sixteen_to_8_bit(image)
+    elif image.mode in ("I", "F"):
         image = _grey_to_8_bit(image)
     if image.mode == "RGB":
         return image
@@ -221,17 +236,43 @@ def _open_file(path: Path):
         raise
 
 
+@functools.cache
+def _malloc_trim():
+    """glibc's malloc_trim, or None elsewhere."""
+    try:
+        import ctypes
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+# Freed pixels stay in the decoding thread's malloc arena, where another thread cannot use them:
+# four threads decoding large images one after another would each keep one. Hand them back.
+_TRIM_AFTER_BYTES = 64 * 2**20
+
+
 def _open(path: Path, min_side: int | None, budget: DecodeBudget) -> Image.Image:
-    with _open_file(path) as file, Image.open(file) as image:
-        if min_side and min(image.size) > min_side:
-            # JPEG and HEIF honour this (DCT scaling / thumbnail); other formats ignore it.
-            image.draft("RGB", _draft_size(image.size, min_side))
-        with budget.reserve(_decode_bytes(image, min_side)):
-            image.load()  # a truncated file fails here, not in the model's batch later
-            image = _reduced(image, min_side)
-            image = ImageOps.exif_transpose(image)
-            rgb = _to_rgb(image)
-            return rgb.copy() if rgb is image else rgb
+    with _open_file(path) as file:
+        full = Image.open(file)
+        try:
+            if min_side and min(full.size) > min_side:
+                # JPEG and HEIF honour this (DCT scaling / thumbnail); other formats ignore it.
+                full.draft("RGB", _draft_size(full.size, min_side))
+            need = _decode_bytes(full, min_side)
+            with budget.reserve(need):
+                try:
+                    full.load()  # a truncated file fails here, not in the model's batch later
+                    image = ImageOps.exif_transpose(_reduced(full, min_side))
+                    rgb = _to_rgb(image)
+                    rgb = rgb.copy() if rgb is full else rgb
+                    del image
+                finally:
+                    full.close()  # the full-size pixels go before the budget is given back
+                    if need >= _TRIM_AFTER_BYTES and _malloc_trim() is not None:
+                        _malloc_trim()(0)
+            return rgb
+        finally:
+            full.close()
 
 
 def load_image(path: str | Path, min_side: int | None = None,
