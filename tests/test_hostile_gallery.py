@@ -29,7 +29,7 @@ from common.command import exit_status
 from common.errors import GalleryError, NotAnImageError
 from common.names import display_name
 from retrieval.embedder import DinoEmbedder
-from retrieval.images import DecodeBudget, load_image
+from retrieval.images import load_image
 from retrieval.index import GalleryIndex
 from tools.fixtures.tiny_checkpoints import write_tiny_checkpoints
 from tools.fixtures.tiny_models.dinov2 import write_tiny_dinov2
@@ -125,6 +125,8 @@ def test_results_grid_draws_names_with_newlines_bad_bytes_and_emoji():
 
 # -- 3. decode memory ------------------------------------------------------------------------
 def test_decode_budget_holds_at_most_its_limit_and_runs_an_oversized_image_alone():
+    from retrieval.images import DecodeBudget
+
     budget = DecodeBudget(100)
     active, log = [], []
     lock = threading.Lock()
