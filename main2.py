@@ -15,6 +15,7 @@ from app.outputs import QueryFiles, plan_query_files, save_query_files, write_fi
 from common.command import run_command, setup_logging
 from common.errors import BlankSketchError, GalleryError, NotAnImageError, SketchSearchError
 from common.files import PHOTO_EXTENSIONS, is_photo_name
+from common.names import display_name
 
 # True here: the index commits each batch, so the next run resumes where this one stopped.
 INTERRUPTED = "interrupted: what was indexed is kept; run again to resume"
@@ -62,20 +63,22 @@ def sketch_files(given: list[Path]) -> list[Path]:
 
 
 def print_report(data: dict, output: Path, skipped_shown: int = 10) -> None:
-    print(f"caption : {data['caption']}")
-    print(f"prompt  : {data['prompt']}")
-    print(f"image   : {data['generated_image']}")
-    print(f"grid    : {output}")
+    """The report as lines of text; every name goes through display_name (one safe line each)."""
+    show = display_name
+    print(f"caption : {show(data['caption'])}")
+    print(f"prompt  : {show(data['prompt'])}")
+    print(f"image   : {show(str(data['generated_image']))}")
+    print(f"grid    : {show(output)}")
     print(f"{'rank':>4}  {'score':>7}  photo")
     for rank, hit in enumerate(data["results"], 1):
-        print(f"{rank:>4}  {hit['score']:>7.4f}  {hit['path']}")
+        print(f"{rank:>4}  {hit['score']:>7.4f}  {show(hit['path'])}")
     if not data["results"]:
         print("   -        -  (the gallery has no photos that could be read)")
     index = data["index"]
     print(f"index   : {index['added']} added, {index['updated']} updated, {index['removed']} removed, "
           f"{index['unchanged']} unchanged, {len(index['skipped'])} skipped")
     for item in index["skipped"][:skipped_shown]:
-        print(f"  skipped {item['path']}: {item['reason']}")
+        print(f"  skipped {show(item['path'])}: {show(item['reason'])}")
     if len(index["skipped"]) > skipped_shown:
         print(f"  ... and {len(index['skipped']) - skipped_shown} more (see --json)")
     print("timings : " + ", ".join(f"{k} {v:.2f} s" for k, v in data["timings"].items()))
@@ -111,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     report = search.index_gallery(gallery)
     for number, (path, sketch, plan) in enumerate(zip(paths, sketches, files), 1):
         if several:
-            print(f"== sketch {number}/{len(paths)}: {path}")
+            print(f"== sketch {number}/{len(paths)}: {display_name(path)}")
         data = search_one(search, sketch, report, plan, load_image)
         print_report(data, plan.grid)
     return 0

@@ -32,6 +32,9 @@ def add_gallery_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"how many photos to show (default {d.top_k})")
     parser.add_argument("--index", type=Path, default=None,
                         help="gallery index file (default <gallery>/.sketch-search/index-<embedder>.sqlite)")
+    parser.add_argument("--rebuild-index", dest="rebuild_index", action="store_true",
+                        help="move the gallery index aside (to <index>.damaged) and build it again "
+                             "from the photos: for a damaged index or one of a newer version")
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -77,7 +80,8 @@ def settings_from(args: argparse.Namespace, **extra) -> Settings:
     """Settings from the flags of add_model_arguments (and add_gallery_arguments, if added)."""
     if "{subject}" not in args.prompt_template:
         raise SketchSearchError("--prompt-template must contain {subject}")
-    gallery = {"top_k": args.top_k, "index_path": args.index} if hasattr(args, "index") else {}
+    gallery = ({"top_k": args.top_k, "index_path": args.index, "rebuild_index": args.rebuild_index}
+               if hasattr(args, "index") else {})
     return Settings(checkpoints=args.checkpoints, device=args.device, embedder=args.embedder,
                     captioner=args.captioner, generator=args.generator, gamma=args.gamma, seed=args.seed, online=args.online,
                     precision=args.precision, prompt_template=args.prompt_template,

@@ -5,6 +5,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
+from common.names import display_name
+
 TILE = 256
 LABEL = 40
 GAP = 8
@@ -18,7 +20,11 @@ def _font(size: int) -> ImageFont.ImageFont:
 
 
 def _fit(text: str, draw: ImageDraw.ImageDraw, font, width: int) -> str:
-    """Shorten `text` in the middle until it fits `width` pixels (long phone file names)."""
+    """Shorten `text` in the middle until it fits `width` pixels (long phone file names).
+
+    `text` is made one safe line first: a name may hold newlines, controls or undecodable bytes.
+    """
+    text = display_name(text)
     if draw.textlength(text, font=font) <= width:
         return text
     while len(text) > 4 and draw.textlength(text + "...", font=font) > width:

@@ -28,6 +28,7 @@ class Settings:
     seed: int = 0
     prompt_template: str = DEFAULT_TEMPLATE
     index_path: Path | None = None     # default: <gallery>/.sketch-search/index-<embedder>.sqlite
+    rebuild_index: bool = False        # move the index aside (damaged, newer schema) and build it anew
     online: bool = False               # resolve missing models from the Hugging Face hub
     batch_size: int = 16               # photos embedded per batch while indexing
     show_progress: bool = True         # tqdm bars on the terminal

@@ -206,7 +206,8 @@ class SketchSearch:
         gallery = Path(gallery).expanduser()
         if not gallery.is_dir():
             raise GalleryError(f"--gallery {gallery}: not a folder; pass the folder of your photos")
-        with self._lock, GalleryIndex(self.index_path(gallery)) as index:
+        rebuild, self.settings.rebuild_index = self.settings.rebuild_index, False  # once, not per call
+        with self._lock, GalleryIndex(self.index_path(gallery), rebuild=rebuild) as index:
             report = index.update(gallery, self.embedder, batch_size=self.settings.batch_size,
                                   progress=progress, show_progress=self.settings.show_progress)
             self._paths, vectors = index.load_vectors()
