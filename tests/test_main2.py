@@ -317,7 +317,8 @@ def test_a_write_that_fails_later_is_one_line_and_keeps_earlier_files(checkpoint
 
     done = run_main2(*args[:-1], "2", preexec_fn=small_disk)
     assert done.returncode == 2, done.stderr
-    lines = done.stderr.strip().splitlines()
+    # The gallery's unreadable photo is retried each run (issue 12): its progress bar may show.
+    lines = [line for line in re.split(r"[\r\n]+", done.stderr.strip()) if not line.startswith("indexing gallery:")]
     assert len(lines) == 1 and lines[0].startswith("error: could not write "), lines
     assert "Traceback" not in done.stderr
     assert {p.name: p.read_bytes() for p in out.parent.iterdir()} == before  # intact, no temporaries
