@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import logging
 import threading
@@ -133,9 +134,21 @@ class _Run:
 
 @dataclass
 class _Finished:
-    result: Any
+    result: Any                     # its `generated` already PNG-encoded (_EncodedImage)
     view: overlay.ResultsView
     speculative: bool
+
+
+class _EncodedImage:
+    """A generated image encoded to PNG when its run ends, so a save only writes the bytes."""
+
+    def __init__(self, image: Image.Image):
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        self.data = buffer.getvalue()
+
+    def save(self, path, format: str = "PNG") -> None:  # noqa: A002 (Pillow's name)
+        Path(path).write_bytes(self.data)
 
 
 _started: set[SearchWorker] = set()   # workers whose thread may still run (for stop_all)
@@ -426,7 +439,8 @@ class SearchWorker:
             sketch=_bgr(run.image), generated=_bgr(result.generated), caption=result.caption,
             photos=self._photos(result.results), gallery_size=self.search.gallery_size,
             seconds=result.timings.get("total", 0.0))
-        finished = _Finished(result, view, run.speculative)
+        finished = _Finished(dataclasses.replace(result, generated=_EncodedImage(result.generated)),
+                             view, run.speculative)
         with self._lock:  # from here a save of this canvas finds it finished, not in flight
             self._finished[run.key] = finished
             while len(self._finished) > FINISHED_KEPT:

@@ -1,0 +1,170 @@
+"""Search as you draw: preview latency, loop fps, save-to-results with and without the run ahead,
+cancellation latency and the CPU spent on cancelled runs.
+
+    python -m bench.bench_live [--quick] [--checkpoints DIR] [--gallery DIR] [--pace 30] [--json PATH]
+
+The camera is a paced (default 30 fps) 640 x 480 video of real hand photos (../shared's
+hand-counts, tools/fixtures/hand_video.py) drawing, played through the real air canvas
+(AirCanvasApp, --no-window, --live preview) with the real pipeline on its worker thread:
+
+- session: four strokes; after each of the first three the pen rests a little longer than
+  --pause, so the run ahead starts and the next stroke cancels it; after the fourth it rests longer
+  than one query, then the save gesture is held (the run ahead answers it);
+- at once: one stroke, then the save gesture straight away (the save runs the whole route).
+
+Models: full-size random-weight ones built by bench/full_size.py (~/.cache/sketch-search-bench, the
+first build takes minutes and GBs) and its 200-photo gallery; --quick uses tiny random checkpoints
+(tools/fixtures/tiny_checkpoints) and examples/gallery.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("GLOG_minloglevel", "2")
+
+from app.air_canvas import PAUSE_SECONDS, AirCanvasApp, AppOptions, cap_worker_threads  # noqa: E402
+
+cap_worker_threads()  # before torch is imported, as main.py
+
+from bench.bench_loop import VideoAsCamera, summarise  # noqa: E402
+from sketch.camera import FrameSource  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+FPS = 30.0
+STROKE_FRAMES = 40          # one arc of the circle (1.3 s at 30 fps)
+
+
+def session_frames(strokes: int, rest_frames: list[int], hold: int = 30, tail: int = 10):
+    """(frame, label): `strokes` arcs round the circle, each followed by rest_frames[i] frames with
+    no hand (pen up), then the save hand held for `hold` frames."""
+    from tools.fixtures.hand_video import (
+        PEN_PHOTO,
+        SAVE_PHOTO,
+        background_colour,
+        circle_point,
+        hand_photo,
+        paste,
+    )
+    pen, save = hand_photo(PEN_PHOTO), hand_photo(SAVE_PHOTO)
+    background = background_colour(pen)
+    at = circle_point(0.0)
+    for stroke in range(strokes):
+        start = stroke / strokes
+        at = circle_point(start)
+        for _ in range(6):  # the tool settles before the stroke starts
+            yield paste(background, pen, at), "lead-in"
+        for i in range(STROKE_FRAMES):
+            at = circle_point(start + (i + 1) / (strokes * STROKE_FRAMES) * 1.02)
+            yield paste(background, pen, at), f"stroke {stroke + 1}"
+        for _ in range(rest_frames[stroke]):
+            yield paste(background, None, at), f"rest {stroke + 1}"
+    for _ in range(hold):
+        yield paste(background, save, at), "hold"
+    for _ in range(tail):
+        yield paste(background, None, at), "tail"
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def run_session(search, gallery: Path, video: Path, out: Path, pace: float, pause: float) -> dict:
+    app = AirCanvasApp(AppOptions(source=video, sketch_dir=out, window=False, gallery=gallery,
+                                  live="preview", pause=pause), search)
+    app.run(VideoAsCamera(FrameSource(video), app.worker.loaded, pace))
+    events = app.events.events
+    previews = [e["latency"] for e in events if e["event"] == "preview"]
+    cancels = [e for e in events if e["event"] == "cancel"]
+    results = [e for e in events if e["event"] == "results"]
+    frames = list(app.stats.frame_seconds)[5:]  # skip the tracker's warm-up
+    return {
+        "events": {name: sum(e["event"] == name for e in events)
+                   for name in ("preview", "speculate", "cancel", "save", "results")},
+        "preview_latency_median_s": round(statistics.median(previews), 3) if previews else None,
+        "preview_latency_p90_s": round(percentile(previews, 0.9), 3) if previews else None,
+        "loop": summarise(frames),
+        "cancel_latency_s": [e["latency"] for e in cancels],
+        "cancelled_run_seconds": round(sum(e["seconds"] for e in cancels), 2),
+        "cancelled_run_process_cpu_s": round(sum(e["cpu_seconds"] for e in cancels), 2),
+        "save_to_results_s": [r["save_to_results"] for r in results],
+        "speculative": [r["speculative"] for r in results],
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny random checkpoints and examples/gallery (seconds, not minutes)")
+    parser.add_argument("--checkpoints", type=Path, default=None, help="models (default: see --quick)")
+    parser.add_argument("--gallery", type=Path, default=None, help="photos to index (default: see --quick)")
+    parser.add_argument("--pace", type=float, default=FPS, help="frames per second of the camera (30)")
+    parser.add_argument("--pause", type=float, default=PAUSE_SECONDS, help="main.py --pause (1 s)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the numbers as JSON")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+    from app.cli import quiet_model_libraries
+    from app.settings import Settings
+    from app.sketch_search import SketchSearch
+
+    quiet_model_libraries()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        if args.quick:
+            from tools.fixtures.tiny_checkpoints import write_tiny_checkpoints
+            checkpoints = args.checkpoints or write_tiny_checkpoints(tmp / "checkpoints")
+            gallery = args.gallery or ROOT / "examples" / "gallery"
+        else:
+            from bench import full_size
+            checkpoints = args.checkpoints or full_size.checkpoints()
+            gallery = args.gallery or full_size.gallery()
+        search = SketchSearch(Settings(checkpoints=checkpoints, show_progress=False))
+        search.load()
+        search.index_gallery(gallery)
+        search.warmup()
+        seconds = []
+        for _ in range(3):
+            started = time.perf_counter()
+            search.query(search_sketch())
+            seconds.append(time.perf_counter() - started)
+        query = statistics.median(seconds)
+        print(f"one query: {query:.2f} s ({search.gallery_size} photos)", flush=True)
+        # Short rests: the run ahead starts --pause after the stroke's last point and the next
+        # stroke's first point comes about halfway through it (the pen's stabiliser holds each tool
+        # change 3 frames, at both ends of a rest). Long rest: the run ahead ends a second early.
+        short = max(1, int(FPS * (args.pause + min(0.5 * query, 1.0))) - 3)
+        long = int(FPS * (args.pause + 1.5 * query + 1.0))
+        from tools.fixtures.hand_video import write_video
+        session_video = write_video(tmp / "session.avi", session_frames(4, [short, short, short, long]))
+        at_once_video = write_video(tmp / "at_once.avi", session_frames(1, [0]))
+        session = run_session(search, gallery, session_video, tmp / "session", args.pace, args.pause)
+        print(f"session (3 short rests, 1 long, save): {json.dumps(session)}", flush=True)
+        at_once = run_session(search, gallery, at_once_video, tmp / "at_once", args.pace, args.pause)
+        print(f"at once (draw, save):                  {json.dumps(at_once)}", flush=True)
+    numbers = {"cpu_count": os.cpu_count(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+               "checkpoints": "tiny" if args.quick else str(checkpoints), "query_s": round(query, 3),
+               "pace": args.pace, "pause": args.pause, "load_average": os.getloadavg()[0],
+               "session": session, "at_once": at_once}
+    if args.json:
+        args.json.write_text(json.dumps(numbers, indent=2))
+    return 0
+
+
+def search_sketch():
+    from PIL import Image
+    return Image.open(ROOT / "examples" / "sketches" / "cat.png").convert("RGB")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
