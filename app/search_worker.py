@@ -190,6 +190,8 @@ class SearchWorker:
         self._finished: OrderedDict[str, _Finished] = OrderedDict()
         self._stopping = False
         self._status, self._status_error = "starting", False
+        self._ready = "ready"                     # the status line when nothing runs
+        self._ahead_done = False                  # the status line says results wait for a save
         self._stage: str | None = None           # the running query's stage (with time left)
         self._pending = 0                         # saves not answered yet
         self._index_report = None
@@ -248,6 +250,9 @@ class SearchWorker:
             running = self._run_now
             if running is not None and running.speculative and not running.saves:
                 self._cancel(running)
+            if self._ahead_done:  # the results waiting are for the drawing before
+                self._ahead_done = False
+                self._status, self._status_error = self._ready, False
 
     def _cancel(self, run: _Run) -> None:
         if not run.cancel.is_set():
@@ -326,7 +331,8 @@ class SearchWorker:
             if self.gallery is not None:
                 self._index()
             else:
-                self._say("ready (no --gallery: caption and image only)")
+                self._ready = "ready (no --gallery: caption and image only)"
+                self._say(self._ready)
         except Cancelled:
             log.info("search: stopped while loading")
             self.loaded.set()
@@ -367,7 +373,8 @@ class SearchWorker:
             self._check_stop()
             self._say(f"indexing gallery {done}/{total}")
         self._index_report = self.search.index_gallery(self.gallery, progress=progress)
-        self._say(f"ready: {self.search.gallery_size} photos indexed")
+        self._ready = f"ready: {self.search.gallery_size} photos indexed"
+        self._say(self._ready)
 
     def _next_job(self):
         """The next job (None to stop): a save, else a preview, else a run ahead; while idle, index
@@ -452,7 +459,10 @@ class SearchWorker:
             if self.live == "full":  # the live route: shown as it is, marked live
                 live_view = dataclasses.replace(view, label=overlay.LIVE_LABEL)
                 self._post(SearchOutcome(None, view=live_view, live=True), save=False)
-            self._say(f"results ready ahead ({view.seconds:.1f} s): hold the save gesture to see them")
+            then = "keep them" if self.live == "full" else "see them"
+            self._say(f"results ready ahead ({view.seconds:.1f} s): hold the save gesture to {then}")
+            with self._lock:
+                self._ahead_done = True
 
     def _cancelled(self, run: _Run) -> None:
         now = time.monotonic()
@@ -466,7 +476,7 @@ class SearchWorker:
         log.info("search: run %s cancelled after %.2f s", "ahead" if run.speculative else "for a save",
                  now - run.started)
         if not self._stopping:
-            self._say("drawing changed: search ahead dropped")
+            self._say(self._ready)
         for save in saves:  # only when stopping
             self._post(SearchOutcome(save.path, error="cancelled: the program is ending"))
 

@@ -12,6 +12,11 @@ hand-counts, tools/fixtures/hand_video.py) drawing, played through the real air 
   than one query, then the save gesture is held (the run ahead answers it);
 - at once: one stroke, then the save gesture straight away (the save runs the whole route).
 
+--cancel-gaps: the generator's cancellation latency at full size without building the model cache:
+SD-Turbo's UNet and VAE at their published sizes, random weights in memory, in the product's dtype,
+one sketch's encode, UNet step and decode; the longest time between two cancellation checks is the
+worst a cancel can wait inside the generator.
+
 Models: full-size random-weight ones built by bench/full_size.py (~/.cache/sketch-search-bench, the
 first build takes minutes and GBs) and its 200-photo gallery; --quick uses tiny random checkpoints
 (tools/fixtures/tiny_checkpoints) and examples/gallery.
@@ -102,6 +107,46 @@ def run_session(search, gallery: Path, video: Path, out: Path, pace: float, paus
     }
 
 
+def cancel_gaps() -> dict:
+    """Seconds between the generator's cancellation checks, full-size UNet and VAE at 512 px."""
+    import torch
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+
+    from app.precision import placement
+    from bench.full_size import SD_TURBO_UNET, SD_TURBO_VAE
+    from common.cancel import checked_modules
+    from generation.pix2pix_turbo import checked_blocks
+
+    dtypes = placement("cpu", "auto").dtypes
+    memory = torch.channels_last if dtypes.channels_last else torch.contiguous_format
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(**SD_TURBO_UNET).eval().to(dtype=dtypes.generator, memory_format=memory)
+    vae = AutoencoderKL(**SD_TURBO_VAE).eval().to(dtype=dtypes.vae, memory_format=memory)
+    sketch = torch.zeros(1, 3, 512, 512, dtype=dtypes.vae).contiguous(memory_format=memory)
+    sketch[:, :, 200:300, 100:400] = 1.0
+    text = torch.randn(1, 77, SD_TURBO_UNET["cross_attention_dim"], dtype=dtypes.generator)
+    stamps: list[float] = []
+
+    def check() -> bool:
+        stamps.append(time.perf_counter())
+        return False
+    with torch.inference_mode(), checked_modules(checked_blocks(unet, vae), check):
+        start = time.perf_counter()
+        latent = vae.encode(sketch).latent_dist.sample()
+        encoded = time.perf_counter()
+        unet(latent.to(dtypes.generator), 999, encoder_hidden_states=text)
+        stepped = time.perf_counter()
+        vae.decode(latent)
+        end = time.perf_counter()
+    marks = [start, *stamps, end]
+    gaps = [b - a for a, b in zip(marks, marks[1:])]
+    return {"dtype": str(dtypes.generator), "vae_dtype": str(dtypes.vae), "checks": len(stamps),
+            "seconds": {"vae_encode": round(encoded - start, 2), "unet": round(stepped - encoded, 2),
+                        "vae_decode": round(end - stepped, 2)},
+            "longest_gap_s": round(max(gaps), 3), "p90_gap_s": round(percentile(gaps, 0.9), 3),
+            "load_average": round(os.getloadavg()[0], 2)}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
@@ -111,8 +156,16 @@ def main() -> int:
     parser.add_argument("--pace", type=float, default=FPS, help="frames per second of the camera (30)")
     parser.add_argument("--pause", type=float, default=PAUSE_SECONDS, help="main.py --pause (1 s)")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers as JSON")
+    parser.add_argument("--cancel-gaps", action="store_true",
+                        help="only the generator's longest time between cancellation checks, full size")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.cancel_gaps:
+        gaps = cancel_gaps()
+        print(f"cancellation checks in the generator (full size): {json.dumps(gaps)}")
+        if args.json:
+            args.json.write_text(json.dumps(gaps, indent=2))
+        return 0
 
     from app.cli import quiet_model_libraries
     from app.settings import Settings

@@ -43,13 +43,14 @@ UNET_ADAPTER = "default"     # the authors' names: state dict keys carry them
 VAE_ADAPTER = "vae_skip"
 LORA_ALPHA = 8               # peft's default when the authors trained; scaling = alpha / rank
 PROMPT_CACHE_SIZE = 16
-# The blocks that check for cancellation before they run: on SD's 512 px UNet and VAE on a 2-core
-# CPU the longest of them takes well under a second, so a cancelled query stops within one.
-CHECKED_BLOCKS = ("ResnetBlock2D", "BasicTransformerBlock", "Attention", "Downsample2D", "Upsample2D")
+# The layers that check for cancellation before they run: every convolution, attention and
+# feed-forward layer, so on SD's 512 px UNet and VAE the longest stretch without a check is one
+# convolution (bench/bench_live.py --cancel-gaps; BENCHMARKS.md section 8).
+CHECKED_BLOCKS = ("Conv2d", "Attention", "FeedForward", "Downsample2D", "Upsample2D")
 
 
 def checked_blocks(*models: torch.nn.Module) -> list[torch.nn.Module]:
-    """The models' blocks named in CHECKED_BLOCKS (by class name: diffusers' own classes)."""
+    """The models' layers named in CHECKED_BLOCKS (by class name: torch's and diffusers' own)."""
     return [module for model in models for module in model.modules()
             if type(module).__name__ in CHECKED_BLOCKS]
 
