@@ -39,7 +39,7 @@ from app.air_canvas import PAUSE_SECONDS, AirCanvasApp, AppOptions, cap_worker_t
 
 cap_worker_threads()  # before torch is imported, as main.py
 
-from bench.bench_loop import VideoAsCamera, summarise  # noqa: E402
+from bench.bench_loop import VideoAsCamera, run_idle, summarise  # noqa: E402
 from sketch.camera import FrameSource  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -126,6 +126,12 @@ def cancel_gaps() -> dict:
     sketch[:, :, 200:300, 100:400] = 1.0
     text = torch.randn(1, 77, SD_TURBO_UNET["cross_attention_dim"], dtype=dtypes.generator)
     stamps: list[float] = []
+    names: list[str] = []
+    checked = {id(module) for module in checked_blocks(unet, vae)}
+    # The product's hooks (checked_modules), plus a name beside each check to say where it was.
+    handles = [module.register_forward_pre_hook(lambda _m, _i, name=f"{part}.{name}": names.append(name))
+               for part, model in (("unet", unet), ("vae", vae))
+               for name, module in model.named_modules() if id(module) in checked]
 
     def check() -> bool:
         stamps.append(time.perf_counter())
@@ -138,12 +144,17 @@ def cancel_gaps() -> dict:
         stepped = time.perf_counter()
         vae.decode(latent)
         end = time.perf_counter()
+    for handle in handles:
+        handle.remove()
     marks = [start, *stamps, end]
     gaps = [b - a for a, b in zip(marks, marks[1:])]
+    longest = max(range(len(gaps)), key=gaps.__getitem__)
+    # Gap i ends at check i, so it is spent in the layer checked just before (names[i - 1]).
+    where = names[longest - 1] if 0 < longest <= len(names) else "outside the checked layers"
     return {"dtype": str(dtypes.generator), "vae_dtype": str(dtypes.vae), "checks": len(stamps),
             "seconds": {"vae_encode": round(encoded - start, 2), "unet": round(stepped - encoded, 2),
                         "vae_decode": round(end - stepped, 2)},
-            "longest_gap_s": round(max(gaps), 3), "p90_gap_s": round(percentile(gaps, 0.9), 3),
+            "longest_gap_s": round(max(gaps), 3), "longest_in": where, "p90_gap_s": round(percentile(gaps, 0.9), 3),
             "load_average": round(os.getloadavg()[0], 2)}
 
 
@@ -201,6 +212,8 @@ def main() -> int:
         from tools.fixtures.hand_video import write_video
         session_video = write_video(tmp / "session.avi", session_frames(4, [short, short, short, long]))
         at_once_video = write_video(tmp / "at_once.avi", session_frames(1, [0]))
+        idle = run_idle(session_video, tmp / "idle", args.pace)
+        print(f"loop with no search (same video):      {json.dumps(idle)}", flush=True)
         session = run_session(search, gallery, session_video, tmp / "session", args.pace, args.pause)
         print(f"session (3 short rests, 1 long, save): {json.dumps(session)}", flush=True)
         at_once = run_session(search, gallery, at_once_video, tmp / "at_once", args.pace, args.pause)
@@ -208,7 +221,7 @@ def main() -> int:
     numbers = {"cpu_count": os.cpu_count(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
                "checkpoints": "tiny" if args.quick else str(checkpoints), "query_s": round(query, 3),
                "pace": args.pace, "pause": args.pause, "load_average": os.getloadavg()[0],
-               "session": session, "at_once": at_once}
+               "idle_loop": idle, "session": session, "at_once": at_once}
     if args.json:
         args.json.write_text(json.dumps(numbers, indent=2))
     return 0

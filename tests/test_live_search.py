@@ -368,3 +368,23 @@ def test_video_ending_while_the_models_load_ends_cleanly(tiny_checkpoints, galle
                           cwd=ROOT, env=child_env(), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "terminate called" not in proc.stderr
+
+
+def test_canvas_version_changes_with_the_ink_only():
+    from sketch.canvas import BLACK, Canvas
+
+    canvas = Canvas(200, 100)
+    seen = [canvas.version]
+    canvas.begin(BLACK)
+    seen.append(canvas.version)        # a pen down draws nothing yet
+    canvas.add((10, 10))
+    canvas.add((50, 40))
+    seen.append(canvas.version)
+    canvas.add((50, 40))               # the same point again: nothing new
+    canvas.end()
+    seen.append(canvas.version)
+    assert canvas.undo()
+    seen.append(canvas.version)
+    canvas.clear()                     # already blank
+    seen.append(canvas.version)
+    assert seen[0] == seen[1] < seen[2] == seen[3] < seen[4] == seen[5]
