@@ -162,7 +162,7 @@ def _leave(code: int) -> None:
     try:
         if stop_all(STOP_SECONDS):
             return
-    except KeyboardInterrupt:  # a second Ctrl+C while waiting: stop waiting
+    except (KeyboardInterrupt, SystemExit):  # a second Ctrl+C or SIGTERM while waiting: stop waiting
         pass
     logging.getLogger("main").info("the search thread did not stop; ending the process")
     logging.shutdown()
