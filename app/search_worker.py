@@ -268,6 +268,12 @@ class SearchWorker:
             return self._status, self._status_error
 
     @property
+    def running(self) -> bool:
+        """A full query (for a save, or ahead of one) is running."""
+        with self._lock:
+            return self._run_now is not None
+
+    @property
     def busy(self) -> bool:
         """A save's query is queued or running."""
         with self._lock:

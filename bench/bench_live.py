@@ -77,6 +77,36 @@ def session_frames(strokes: int, rest_frames: list[int], hold: int = 30, tail: i
         yield paste(background, None, at), "tail"
 
 
+class RestUntilIdle:
+    """The video as a camera that, at frame `hold_at`, sends that frame again (time moving on)
+    while the worker runs a query: a pause longer than one query, however long the query takes."""
+
+    def __init__(self, source: FrameSource, hold_at: int | None):
+        self.source, self.hold_at = source, hold_at
+        self.worker = None
+        self.sent = 0
+        self.held = 0
+        self._last = None
+
+    def read(self):
+        if (self.sent == self.hold_at and self._last is not None and self.worker is not None
+                and self.worker.running):
+            self.held += 1
+            frame = self._last
+        else:
+            item = self.source.read()
+            if item is None:
+                return None
+            frame = self._last = item[0]
+            if self.held:  # done holding: on to the rest of the video
+                self.hold_at = None
+        self.sent += 1
+        return frame, self.sent / self.source.fps
+
+    def __getattr__(self, name):
+        return getattr(self.source, name)
+
+
 def percentile(values: list[float], q: float) -> float | None:
     if not values:
         return None
@@ -84,26 +114,40 @@ def percentile(values: list[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def run_session(search, gallery: Path, video: Path, out: Path, pace: float, pause: float) -> dict:
+def run_session(search, gallery: Path, video: Path, labels: list[str], out: Path, pace: float,
+                pause: float) -> dict:
     app = AirCanvasApp(AppOptions(source=video, sketch_dir=out, window=False, gallery=gallery,
                                   live="preview", pause=pause), search)
-    app.run(VideoAsCamera(FrameSource(video), app.worker.loaded, pace))
+    # Hold the last frame of a final rest until the run ahead has finished.
+    last_rest = max((i for i, label in enumerate(labels) if label == "rest 4"), default=None)
+    camera = RestUntilIdle(FrameSource(video), last_rest)
+    camera.worker = app.worker
+    app.run(VideoAsCamera(camera, app.worker.loaded, pace))
+    labels = labels[:last_rest or 0] + [labels[last_rest]] * camera.held + labels[last_rest or 0:] \
+        if camera.held else labels
     events = app.events.events
     previews = [e["latency"] for e in events if e["event"] == "preview"]
     cancels = [e for e in events if e["event"] == "cancel"]
     results = [e for e in events if e["event"] == "results"]
-    frames = list(app.stats.frame_seconds)[5:]  # skip the tracker's warm-up
+    frames = list(app.stats.frame_seconds)
+    phases = {}
+    for phase, prefixes in (("drawing", ("lead-in", "stroke")), ("resting", ("rest",))):
+        chosen = [f for f, label in zip(frames[5:], labels[5:]) if label.startswith(prefixes)]
+        phases[phase] = summarise(chosen)["fps"] if chosen else None
     return {
         "events": {name: sum(e["event"] == name for e in events)
                    for name in ("preview", "speculate", "cancel", "save", "results")},
         "preview_latency_median_s": round(statistics.median(previews), 3) if previews else None,
         "preview_latency_p90_s": round(percentile(previews, 0.9), 3) if previews else None,
-        "loop": summarise(frames),
+        "loop": summarise(frames[5:]),  # skip the tracker's warm-up
+        "loop_fps_by_phase": phases,
         "cancel_latency_s": [e["latency"] for e in cancels],
         "cancelled_run_seconds": round(sum(e["seconds"] for e in cancels), 2),
         "cancelled_run_process_cpu_s": round(sum(e["cpu_seconds"] for e in cancels), 2),
         "save_to_results_s": [r["save_to_results"] for r in results],
         "speculative": [r["speculative"] for r in results],
+        "long_rest_held_frames": camera.held,
+        "timeline": [{k: v for k, v in e.items() if k != "results"} for e in events],
     }
 
 
@@ -208,16 +252,24 @@ def main() -> int:
         # stroke's first point comes about halfway through it (the pen's stabiliser holds each tool
         # change 3 frames, at both ends of a rest). Long rest: the run ahead ends a second early.
         short = max(1, int(FPS * (args.pause + min(0.5 * query, 1.0))) - 3)
-        long = int(FPS * (args.pause + 1.5 * query + 1.0))
+        # (A query on the worker takes up to ~1.4x longer while the loop runs: section 6.)
+        long = int(FPS * (args.pause + 2.0 * query + 2.0))
         from tools.fixtures.hand_video import write_video
-        session_video = write_video(tmp / "session.avi", session_frames(4, [short, short, short, long]))
+        rests = [short, short, short, long]
+        session_video = write_video(tmp / "session.avi", session_frames(4, rests))
         at_once_video = write_video(tmp / "at_once.avi", session_frames(1, [0]))
+        session_labels = [label for _, label in session_frames(4, rests)]
+        at_once_labels = [label for _, label in session_frames(1, [0])]
         idle = run_idle(session_video, tmp / "idle", args.pace)
         print(f"loop with no search (same video):      {json.dumps(idle)}", flush=True)
-        session = run_session(search, gallery, session_video, tmp / "session", args.pace, args.pause)
-        print(f"session (3 short rests, 1 long, save): {json.dumps(session)}", flush=True)
-        at_once = run_session(search, gallery, at_once_video, tmp / "at_once", args.pace, args.pause)
-        print(f"at once (draw, save):                  {json.dumps(at_once)}", flush=True)
+        session = run_session(search, gallery, session_video, session_labels, tmp / "session", args.pace,
+                              args.pause)
+        print(f"session (3 short rests, 1 long, save): {json.dumps({k: v for k, v in session.items() if k != 'timeline'})}",
+              flush=True)
+        at_once = run_session(search, gallery, at_once_video, at_once_labels, tmp / "at_once", args.pace,
+                              args.pause)
+        print(f"at once (draw, save):                  {json.dumps({k: v for k, v in at_once.items() if k != 'timeline'})}",
+              flush=True)
     numbers = {"cpu_count": os.cpu_count(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
                "checkpoints": "tiny" if args.quick else str(checkpoints), "query_s": round(query, 3),
                "pace": args.pace, "pause": args.pause, "load_average": os.getloadavg()[0],
