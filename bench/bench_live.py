@@ -45,11 +45,13 @@ from sketch.camera import FrameSource  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 FPS = 30.0
 STROKE_FRAMES = 40          # one arc of the circle (1.3 s at 30 fps)
+FIST_PHOTO = "0/asl0_IMG_1118.JPG"   # a fist (pen up), same person and session as the pen hand
 
 
-def session_frames(strokes: int, rest_frames: list[int], hold: int = 30, tail: int = 10):
-    """(frame, label): `strokes` arcs round the circle, each followed by rest_frames[i] frames with
-    no hand (pen up), then the save hand held for `hold` frames."""
+def session_frames(strokes: int, rest_frames: list[int], hold: int = 30, tail: int = 10,
+                   rest_hand: str = "none"):
+    """(frame, label): `strokes` arcs round the circle, each followed by rest_frames[i] frames of
+    pen up (no hand in view, or with `rest_hand` "fist" a fist), then the save hand held."""
     from tools.fixtures.hand_video import (
         PEN_PHOTO,
         SAVE_PHOTO,
@@ -59,6 +61,7 @@ def session_frames(strokes: int, rest_frames: list[int], hold: int = 30, tail: i
         paste,
     )
     pen, save = hand_photo(PEN_PHOTO), hand_photo(SAVE_PHOTO)
+    resting = hand_photo(FIST_PHOTO) if rest_hand == "fist" else None
     background = background_colour(pen)
     at = circle_point(0.0)
     for stroke in range(strokes):
@@ -70,7 +73,7 @@ def session_frames(strokes: int, rest_frames: list[int], hold: int = 30, tail: i
             at = circle_point(start + (i + 1) / (strokes * STROKE_FRAMES) * 1.02)
             yield paste(background, pen, at), f"stroke {stroke + 1}"
         for _ in range(rest_frames[stroke]):
-            yield paste(background, None, at), f"rest {stroke + 1}"
+            yield paste(background, resting, at), f"rest {stroke + 1}"
     for _ in range(hold):
         yield paste(background, save, at), "hold"
     for _ in range(tail):
@@ -211,6 +214,8 @@ def main() -> int:
     parser.add_argument("--pace", type=float, default=FPS, help="frames per second of the camera (30)")
     parser.add_argument("--pause", type=float, default=PAUSE_SECONDS, help="main.py --pause (1 s)")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers as JSON")
+    parser.add_argument("--rest-hand", choices=("none", "fist"), default="none",
+                        help="while the pen rests: no hand in view (default) or a fist")
     parser.add_argument("--cancel-gaps", action="store_true",
                         help="only the generator's longest time between cancellation checks, full size")
     args = parser.parse_args()
@@ -256,9 +261,9 @@ def main() -> int:
         long = int(FPS * (args.pause + 2.0 * query + 2.0))
         from tools.fixtures.hand_video import write_video
         rests = [short, short, short, long]
-        session_video = write_video(tmp / "session.avi", session_frames(4, rests))
+        session_video = write_video(tmp / "session.avi", session_frames(4, rests, rest_hand=args.rest_hand))
         at_once_video = write_video(tmp / "at_once.avi", session_frames(1, [0]))
-        session_labels = [label for _, label in session_frames(4, rests)]
+        session_labels = [label for _, label in session_frames(4, rests, rest_hand=args.rest_hand)]
         at_once_labels = [label for _, label in session_frames(1, [0])]
         idle = run_idle(session_video, tmp / "idle", args.pace)
         print(f"loop with no search (same video):      {json.dumps(idle)}", flush=True)
@@ -272,7 +277,7 @@ def main() -> int:
               flush=True)
     numbers = {"cpu_count": os.cpu_count(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
                "checkpoints": "tiny" if args.quick else str(checkpoints), "query_s": round(query, 3),
-               "pace": args.pace, "pause": args.pause, "load_average": os.getloadavg()[0],
+               "pace": args.pace, "pause": args.pause, "rest_hand": args.rest_hand, "load_average": os.getloadavg()[0],
                "idle_loop": idle, "session": session, "at_once": at_once}
     if args.json:
         args.json.write_text(json.dumps(numbers, indent=2))
