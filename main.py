@@ -5,10 +5,18 @@ A window shows the mirrored webcam image with the canvas over it. Fingers pick t
 holding one finger up for about 0.6 s saves the sketch and searches the gallery while the
 window keeps running. Keys: R clear, Z undo, S save and search, Q or Esc quit.
 
+While drawing, the results panel follows the sketch (--live): a preview of the matches for the
+strokes themselves after each change, and after a pause the full search runs ahead, so a save
+of an unchanged drawing shows its results at once.
+
 With --source VIDEO a video file stands in for the webcam (shown as it is, not mirrored: a
 recording is usually already the right way round) and the program ends at its last frame,
 after any search still running. Each save writes <sketch-dir>/sketch-<time>.png and, with
 search on, sketch-<time>.json and sketch-<time>-generated.png.
+
+Every way out (Q or Esc, the video's end, Ctrl+C, SIGTERM, a camera failure) cancels the running
+query and waits for the search thread; where it cannot stop in time (a model still loading) the
+process ends with os._exit after its files are flushed, never with an abort.
 """
 from __future__ import annotations
 
@@ -22,12 +30,20 @@ from pathlib import Path
 os.environ.setdefault("GLOG_minloglevel", "2")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from app.air_canvas import AirCanvasApp, AppOptions, cap_worker_threads  # noqa: E402
+from app.air_canvas import (  # noqa: E402
+    LIVE_MODES,
+    PAUSE_SECONDS,
+    STOP_SECONDS,
+    AirCanvasApp,
+    AppOptions,
+    cap_worker_threads,
+)
 
 cap_worker_threads()  # before anything imports torch
 
 from app.cli import add_gallery_arguments, add_model_arguments, positive_int, quiet_model_libraries, settings_from  # noqa: E402
 from app.model_plan import plan_models  # noqa: E402
+from app.search_worker import stop_all  # noqa: E402
 from common.command import run_command, setup_logging  # noqa: E402
 from common.errors import GalleryError, SketchSearchError  # noqa: E402
 from device.phone_sync import DEFAULT_ADB_PORT, DEFAULT_FOLDERS  # noqa: E402
@@ -38,6 +54,16 @@ INTERRUPTED = "interrupted: saved sketches and their results are in --sketch-dir
 
 def _source(text: str) -> int | Path:
     return int(text) if text.isdigit() else Path(text)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0.0 <= value <= 60.0:
+        raise argparse.ArgumentTypeError(f"give between 0 and 60 seconds, not {text}")
+    return value
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -57,6 +83,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="where saved sketches and their results go (default ./sketches)")
     parser.add_argument("--max-frames", type=positive_int, default=None,
                         help="stop after this many frames")
+    parser.add_argument("--live", choices=LIVE_MODES, default="preview",
+                        help="what follows the drawing: preview (default: matches for the strokes "
+                             "themselves after each change, and the full search run ahead after a "
+                             "pause), full (the full search after every stroke; for fast machines), "
+                             "off (search only on save)")
+    parser.add_argument("--pause", type=_seconds, default=PAUSE_SECONDS,
+                        help=f"pen-up seconds before the full search runs ahead of the save "
+                             f"(--live preview; default {PAUSE_SECONDS:g})")
+    parser.add_argument("--events", type=Path, default=None,
+                        help="write one JSON line per event (preview, speculate, cancel, save, "
+                             "results) to this file")
     phone = parser.add_argument_group(
         "phone", "at start-up, new photos are pulled over ADB from a connected phone into the "
                  "gallery (default ~/sketch-gallery) while the window runs")
@@ -107,7 +144,9 @@ def main(argv: list[str] | None = None) -> int:
             logging.getLogger("main").warning(
                 "no --gallery: searches show the caption and generated image only")
     options = AppOptions(source=args.source, sketch_dir=args.sketch_dir.expanduser(), gallery=gallery,
-                         window=args.window, max_frames=args.max_frames, screenshot=args.screenshot)
+                         window=args.window, max_frames=args.max_frames, screenshot=args.screenshot,
+                         live=args.live, pause=args.pause,
+                         events=args.events.expanduser() if args.events else None)
     phone_sync = None
     if sync:
         gallery.mkdir(parents=True, exist_ok=True)  # the phone's photos land here
@@ -116,5 +155,25 @@ def main(argv: list[str] | None = None) -> int:
     return AirCanvasApp(options, search, phone_sync).run()
 
 
+def _leave(code: int) -> None:
+    """Before the interpreter ends: the search thread must have stopped, or torch aborts the
+    process ("terminate called without an active exception") as the thread is torn down. If it
+    cannot stop in time, flush everything and end the process here with the same exit status."""
+    try:
+        if stop_all(STOP_SECONDS):
+            return
+    except (KeyboardInterrupt, SystemExit):  # a second Ctrl+C or SIGTERM while waiting: stop waiting
+        pass
+    logging.getLogger("main").info("the search thread did not stop; ending the process")
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    run_command(main, interrupted=INTERRUPTED)
+    try:
+        run_command(main, interrupted=INTERRUPTED)
+    except SystemExit as done:
+        _leave(done.code if isinstance(done.code, int) else (0 if done.code is None else 1))
+        raise

@@ -2,9 +2,13 @@
 
 The loop reads a frame, tracks the hand, updates the canvas and draws the window; it never waits
 for a model. A save hands the exported sketch to `SearchWorker`, one thread that loads the
-models (and indexes the gallery) in the background at start-up and then runs queries in order,
-writing their files and posting what the window shows. The loop talks to the search object only
-through that worker and never imports torch.
+models (and indexes the gallery) in the background at start-up and then answers saves, writing
+their files and posting what the window shows. While a person draws (`--live preview`, the
+default) the loop also hands the worker the newest canvas whenever it changes (a stroke ends, an
+erase, undo, clear; every PREVIEW_SECONDS during a long stroke) for a quick preview of the
+matches, and after the pen has rested `pause` seconds it asks for the full search ahead of the
+save; any change cancels that. The loop talks to the search object only through that worker and
+never imports torch.
 """
 from __future__ import annotations
 
@@ -20,9 +24,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from app.search_worker import SearchWorker
+from app.search_worker import EventLog, SearchWorker, image_key
 from common.errors import BlankSketchError, CameraError, SketchSearchError
 from common.files import write_atomically
+from common.names import display_name
 from sketch import overlay
 from sketch.air_pen import DRAWING_TOOLS, AirPen
 from sketch.camera import FrameSource
@@ -33,6 +38,10 @@ log = logging.getLogger(__name__)
 
 TITLE = "Sketch search"
 TOAST_SECONDS = 3.0
+LIVE_MODES = ("off", "preview", "full")
+PREVIEW_SECONDS = 0.5      # during a long stroke, a preview of the drawing so far this often
+PAUSE_SECONDS = 1.0        # pen up this long on a changed canvas: search ahead of the save
+STOP_SECONDS = 3.0         # at exit, how long the worker gets to stop (a query is cancelled)
 
 
 def worker_threads(cores: int) -> int:
@@ -62,6 +71,9 @@ class AppOptions:
     window: bool = True
     max_frames: int | None = None
     screenshot: Path | None = None   # the last window picture, written at exit
+    live: str = "preview"            # LIVE_MODES: what follows the drawing
+    pause: float = PAUSE_SECONDS     # pen-up seconds before the search ahead (--live preview)
+    events: Path | None = None       # JSON lines of what happened (--events)
 
 
 @dataclass
@@ -82,7 +94,11 @@ class AirCanvasApp:
         self.options = options
         self.phone_sync = phone_sync
         changed = phone_sync.gallery_changed if phone_sync is not None else None
-        self.worker = SearchWorker(search, options.gallery, changed) if search is not None else None
+        if options.live not in LIVE_MODES:
+            raise ValueError(f"live must be one of {LIVE_MODES}, got {options.live!r}")
+        self.events = EventLog(options.events)
+        self.worker = (SearchWorker(search, options.gallery, changed, options.live, self.events)
+                       if search is not None else None)
         self.canvas: Canvas | None = None
         self.pen: AirPen | None = None
         self.tracker: HandTracker | None = None
@@ -95,6 +111,13 @@ class AirCanvasApp:
         self._quit = False
         self._last_frame: np.ndarray | None = None
         self.window_image: np.ndarray | None = None
+        self._final_view: overlay.ResultsView | None = None   # the last save's results
+        # Following the drawing: the canvas version last seen, last asked about, last sent ahead
+        # and last saved; the frame time of the last change and of the last live request.
+        self._seen_version = self._asked_version = self._ahead_version = 0
+        self._saved_version: int | None = None
+        self._changed_t = self._asked_t = 0.0
+        self._export: tuple[int, object, str] | None = None   # version, image, key
 
     @property
     def quit_requested(self) -> bool:
@@ -106,8 +129,9 @@ class AirCanvasApp:
 
     def save(self, search: bool = True) -> Path | None:
         """Export the sketch, write it, and (with a worker) queue a search. None when blank."""
+        saved_at = time.monotonic()
         try:
-            image = self.canvas.export()
+            image, key = self._exported()
         except BlankSketchError as exc:
             self.toast(str(exc), error=True)
             log.warning("not saved: %s", exc)
@@ -116,9 +140,11 @@ class AirCanvasApp:
         path = self.options.sketch_dir / f"sketch-{stamp}.png"
         write_atomically(path, lambda p: image.save(p, format="PNG"))
         self.saved.append(path)
+        self._saved_version = self.canvas.version
         log.info("sketch saved: %s", path)
         if search and self.worker is not None:
-            self.worker.submit(image, path)
+            self.events.write("save", at=saved_at, sketch=str(path))
+            self.worker.submit(image, path, saved_at, key)
             waiting = "" if self.worker.loaded.is_set() else " (after the models load)"
             self.toast(f"saved {path.name}: searching{waiting}")
         else:
@@ -150,18 +176,69 @@ class AirCanvasApp:
         hand = self.tracker.process(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
         if self.pen.update(hand, t):
             self.save()
+        self._follow_drawing(t)
         self._last_frame = frame
         self._collect_results()
+
+    def _exported(self):
+        """(image, key) of the canvas as it is now; exported once per canvas version."""
+        version = self.canvas.version
+        if self._export is None or self._export[0] != version:
+            image = self.canvas.export()  # BlankSketchError when blank
+            self._export = (version, image, image_key(image))
+        return self._export[1], self._export[2]
+
+    def _follow_drawing(self, t: float) -> None:
+        """Hand the worker the newest canvas: a preview when it changed, a run ahead after a pause.
+
+        `t` is the frame's time (the pen's clock); a preview's latency is measured from now.
+        """
+        worker, live = self.worker, self.options.live
+        if worker is None or live == "off":
+            return
+        canvas = self.canvas
+        version = canvas.version
+        if version != self._seen_version:   # ink changed: a run ahead is for an old drawing
+            self._seen_version, self._changed_t = version, t
+            worker.canvas_changed()
+        if version == self._saved_version:  # saved as it is: nothing to follow
+            self._asked_version = self._ahead_version = version
+            return
+        stroke_over = not canvas.drawing
+        if version != self._asked_version and (
+                stroke_over or (live == "preview" and t - self._asked_t >= PREVIEW_SECONDS)):
+            self._asked_version, self._asked_t = version, t
+            if canvas.is_blank():   # cleared or erased: back to the last save's results
+                self._show_view(self._final_view)
+                self._ahead_version = version
+                return
+            image, key = self._exported()
+            if live == "preview":
+                worker.preview(image, key, time.monotonic())
+            else:  # full: the whole route on every finished stroke, cancelled by the next change
+                worker.speculate(image, key)
+                self._ahead_version = version
+        if (live == "preview" and stroke_over and version != self._ahead_version
+                and t - self._changed_t >= self.options.pause and not canvas.is_blank()):
+            self._ahead_version = version
+            worker.speculate(*self._exported())
+
+    def _show_view(self, view: overlay.ResultsView | None) -> None:
+        if view is not self._panel_view:
+            self._panel_view, self._panel = view, None
 
     def _collect_results(self) -> None:
         if self.worker is None:
             return
         for outcome in self.worker.finished():
-            if outcome.view is not None:
-                self._panel_view, self._panel = outcome.view, None
+            if outcome.live:  # matches for the drawing so far, until a save's results
+                self._show_view(outcome.view)
+            elif outcome.view is not None:
+                self._final_view = outcome.view
+                self._show_view(outcome.view)
                 self._toast = None  # "searching ..." is over
             else:
-                self.toast(f"{outcome.sketch_path.name}: {outcome.error}", error=True)
+                self.toast(display_name(f"{outcome.sketch_path.name}: {outcome.error}"), error=True)
 
     def compose(self) -> np.ndarray:
         """The window's picture for the last frame."""
@@ -234,16 +311,37 @@ class AirCanvasApp:
             self._finish_searches()
             if options.screenshot and self._last_frame is not None:
                 self.write_screenshot(options.screenshot)
+        except (KeyboardInterrupt, SystemExit):  # Ctrl+C, SIGTERM: keep the drawing
+            self._save_on_interrupt()
+            raise
         finally:
             source.close()
             if self.tracker is not None:
                 self.tracker.close()
             if self.worker is not None:
+                # Cancel what runs and wait for the thread: an interpreter that ends while torch
+                # runs on a daemon thread aborts the process. main.py ends it hard if this fails.
                 self.worker.stop()
+                if not self.worker.join(STOP_SECONDS):
+                    log.info("the search worker is still busy (loading a model)")
             if options.window:
                 cv2.destroyAllWindows()
             sys.setswitchinterval(switch_interval)
+            self.events.close()
         return 1 if self.worker is not None and self.worker.failures else 0
+
+    def _save_on_interrupt(self) -> None:
+        """Ctrl+C or SIGTERM: save the drawing (not searched) unless it is saved as it is."""
+        if (self.canvas is None or self.canvas.is_blank()
+                or self._saved_version == self.canvas.version):
+            return
+        try:
+            path = self.save(search=False)
+        except (OSError, SketchSearchError) as exc:
+            log.error("the sketch could not be saved: %s", exc)
+            return
+        if path is not None:
+            log.warning("interrupted: the sketch so far is saved as %s", path)
 
     def _loop(self, source: FrameSource) -> None:
         options = self.options

@@ -2,8 +2,11 @@
 
 sketch -> prepare (crop, square, binarise) -> BLIP caption -> prompt -> pix2pix-turbo image
 -> DINOv2 vector (`encode`) -> cosine top-k over the gallery index (`rank`). `query` is the two;
-`warmup` encodes a made-up sketch; the retrieval evaluation calls `encode`. main.py (webcam) and
-main2.py (headless) both drive this object; neither knows about torch.
+`warmup` encodes a made-up sketch; the retrieval evaluation calls `encode`. `preview` is the quick
+"sketch" route (the prepared sketch itself through DINOv2, no caption, no generation) that the air
+canvas shows while a person draws. A query can be cancelled in the middle (`cancelled`, checked
+between the models' blocks). main.py (webcam) and main2.py (headless) both drive this object;
+neither knows about torch.
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ from app.settings import Settings
 from captioning.blip import BlipCaptioner
 from captioning.prompt import build_prompt
 from checkpoints import layout
+from common.cancel import CancelCheck, check, checked_modules
 from common.errors import GalleryError
 from generation.pix2pix_turbo import Pix2PixTurbo
 from generation.preprocess import PreparedSketch, prepare_sketch
@@ -36,6 +40,12 @@ log = logging.getLogger(__name__)
 
 StatusFn = Callable[[str], None]
 ProgressFn = Callable[[int, int], None]
+# The captioner's and embedder's transformer layers check for cancellation before they run.
+CHECKED_LAYERS = ("BlipEncoderLayer", "BlipTextLayer", "Dinov2Layer")
+
+
+def _checked_layers(model) -> list:
+    return [module for module in model.modules() if type(module).__name__ in CHECKED_LAYERS]
 
 
 @dataclass
@@ -69,6 +79,15 @@ class QueryResult:
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
             "index": index_report.to_dict() if index_report else None,
         }
+
+
+@dataclass
+class PreviewResult:
+    """The sketch route's answer: the prepared sketch's own DINOv2 vector, ranked."""
+
+    sketch: PreparedSketch
+    results: list[tuple[Path, float]]
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 def made_up_sketch() -> Image.Image:
@@ -143,24 +162,54 @@ class SketchSearch:
         caption = self.captioner.caption(sketch.preview)
         return caption, build_prompt(caption, self.settings.prompt_template, sketch.colour if self.settings.colour_hints else None)
 
-    def encode(self, image: Image.Image | PreparedSketch, stage: StatusFn | None = None) -> Encoded:
+    def encode(self, image: Image.Image | PreparedSketch, stage: StatusFn | None = None,
+               cancelled: CancelCheck | None = None) -> Encoded:
         """Sketch -> caption, prompt, generated image and its vector, with seconds per stage.
 
-        Raises BlankSketchError on an empty sketch, before any model runs.
+        Raises BlankSketchError on an empty sketch, before any model runs, and
+        common.cancel.Cancelled soon after `cancelled()` turns True (each model checks it
+        between its blocks).
         """
         timings: dict[str, float] = {}
         with self._timed(timings, "preprocess", stage):
             sketch = image if isinstance(image, PreparedSketch) else prepare_sketch(image)
         self._require_loaded()
         with self._lock:
-            with self._timed(timings, "captioning", stage):
+            check(cancelled)
+            with self._timed(timings, "captioning", stage), \
+                    checked_modules(_checked_layers(self.captioner.model) if cancelled else (), cancelled):
                 caption, prompt = self.caption(sketch)
+            check(cancelled)
             with self._timed(timings, "generating", stage):
-                generated = self.generator.generate(sketch.mask, prompt, seed=self.settings.seed)
+                generated = self.generator.generate(sketch.mask, prompt, seed=self.settings.seed,
+                                                    cancelled=cancelled)
+            check(cancelled)
             # "searching" starts with the embedding: the status line names one stage for both.
             with self._timed(timings, "searching", stage):
                 vector = self.embedder.embed_images([generated])[0]
         return Encoded(caption, prompt, sketch, generated, vector, timings)
+
+    def preview(self, image: Image.Image | PreparedSketch) -> PreviewResult:
+        """The "sketch" route: the prepared sketch's preview image through the embedder, ranked.
+
+        What tools/evaluate_retrieval.py --modes sketch measures; one DINOv2 pass, no caption and
+        no generation, so it follows a drawing as it grows. Raises BlankSketchError on an empty one.
+        """
+        start = time.perf_counter()
+        sketch = image if isinstance(image, PreparedSketch) else prepare_sketch(image)
+        if self.embedder is None:
+            self.load(stages=("embedder",))
+        with self._lock:
+            embedding = time.perf_counter()
+            vector = self.embedder.embed_images([sketch.preview])[0]
+            if self.device.type == "cuda":
+                torch.cuda.synchronize()
+            embedded = time.perf_counter()
+            hits = self._search.top_k(vector, self.settings.top_k) if len(self._paths) else []
+            results = [(self._paths[i], float(score)) for i, score in hits]
+        end = time.perf_counter()
+        return PreviewResult(sketch, results, {"preprocess": embedding - start, "embedding": embedded - embedding,
+                                               "ranking": end - embedded, "total": end - start})
 
     def rank(self, vector: np.ndarray, k: int | None = None) -> list[tuple[Path, float]]:
         """The indexed photos most like `vector`, best first, with cosine scores."""
@@ -169,10 +218,12 @@ class SketchSearch:
             hits = self._search.top_k(vector, k) if len(self._paths) else []
             return [(self._paths[i], float(score)) for i, score in hits]
 
-    def query(self, image: Image.Image, stage: StatusFn | None = None) -> QueryResult:
-        """Search the indexed gallery with a sketch. Raises BlankSketchError on an empty one."""
+    def query(self, image: Image.Image, stage: StatusFn | None = None,
+              cancelled: CancelCheck | None = None) -> QueryResult:
+        """Search the indexed gallery with a sketch. Raises BlankSketchError on an empty one and
+        common.cancel.Cancelled when `cancelled()` turns True while it runs."""
         start = time.perf_counter()
-        encoded = self.encode(image, stage)
+        encoded = self.encode(image, stage, cancelled)
         timings = dict(encoded.timings)
         ranking = time.perf_counter()
         results = self.rank(encoded.vector)
@@ -181,7 +232,7 @@ class SketchSearch:
         return QueryResult(encoded.caption, encoded.prompt, encoded.sketch, encoded.generated,
                            results, timings)
 
-    def warmup(self, status: StatusFn | None = None) -> dict[str, float]:
+    def warmup(self, status: StatusFn | None = None, cancelled: CancelCheck | None = None) -> dict[str, float]:
         """Run every model once on a made-up sketch so that the first real query is not the slow one.
 
         A first pass pays for kernel selection and memory set-up (most on CUDA; see
@@ -190,7 +241,8 @@ class SketchSearch:
         """
         self._require_loaded()
         (status or (lambda text: None))("warming up")
-        timings = {k: v for k, v in self.encode(made_up_sketch()).timings.items() if k != "preprocess"}
+        timings = {k: v for k, v in self.encode(made_up_sketch(), cancelled=cancelled).timings.items()
+                   if k != "preprocess"}
         log.info("warm-up: %s", ", ".join(f"{k} {v:.2f} s" for k, v in timings.items()))
         return timings
 

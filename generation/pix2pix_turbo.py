@@ -32,6 +32,7 @@ from peft.tuners.tuners_utils import BaseTunerLayer
 from PIL import Image
 from transformers import CLIPTextModel, CLIPTokenizer
 
+from common.cancel import CancelCheck, check, checked_modules
 from common.errors import MissingCheckpointError
 from common.model_files import load_model_folder
 from generation import DEFAULT_GAMMA
@@ -46,6 +47,17 @@ PROMPT_CACHE_SIZE = 16
 SKIP_CONV_INIT = 1e-5        # the authors' initial value of the skip convs (their training start)
 LORA_INIT_SEED = 0           # peft draws lora_A at random: the same draw every load
 MISSING_NAMED = 8            # weights named in the missing-weights warning (then a count)
+
+# The layers that check for cancellation before they run: every convolution, attention and
+# feed-forward layer, so on SD's 512 px UNet and VAE the longest stretch without a check is one
+# convolution (bench/bench_live.py --cancel-gaps; BENCHMARKS.md section 8).
+CHECKED_BLOCKS = ("Conv2d", "Attention", "FeedForward", "Downsample2D", "Upsample2D")
+
+
+def checked_blocks(*models: torch.nn.Module) -> list[torch.nn.Module]:
+    """The models' layers named in CHECKED_BLOCKS (by class name: torch's and diffusers' own)."""
+    return [module for model in models for module in model.modules()
+            if type(module).__name__ in CHECKED_BLOCKS]
 
 
 class TwinConv(torch.nn.Module):
@@ -373,10 +385,13 @@ class Pix2PixTurbo(torch.nn.Module):
 
     # -- the query ---------------------------------------------------------------------------------
     @torch.inference_mode()
-    def generate(self, mask: np.ndarray, prompt: str, gamma: float | None = None, seed: int = 0) -> Image.Image:
+    def generate(self, mask: np.ndarray, prompt: str, gamma: float | None = None, seed: int = 0,
+                 cancelled: CancelCheck | None = None) -> Image.Image:
         """An RGB image the size of `mask` (bool HxW, True = stroke; sides multiples of 8).
 
         `gamma` None: the r the model is set to (the merged one), DEFAULT_GAMMA if never set.
+        `cancelled`: checked before each UNet/VAE block (and between the stages); when it returns
+        True, common.cancel.Cancelled is raised and no image is made.
         """
         mask = np.asarray(mask)
         if mask.ndim != 2 or mask.shape[0] % self.latent_factor or mask.shape[1] % self.latent_factor:
@@ -395,12 +410,14 @@ class Pix2PixTurbo(torch.nn.Module):
         generator = torch.Generator("cpu").manual_seed(int(seed))
         noise_shape = (1, self.unet.config.in_channels, height // self.latent_factor, width // self.latent_factor)
         noise = torch.randn(noise_shape, generator=generator, dtype=torch.float32).to(self.device, self.dtype)
+        check(cancelled)
         text = self.encode_prompt(prompt)
-        latent, skips = self._encode(sketch, generator)
-        unet_input = latent.to(self.dtype) * r + noise * (1.0 - r)
-        timestep = torch.tensor([self.timestep], device=self.device, dtype=torch.long)
-        prediction = self.unet(unet_input, timestep, encoder_hidden_states=text).sample
-        x0 = self._predict_x0(prediction, unet_input)
-        image = self._decode(x0.to(self.vae_dtype), skips, r).clamp(-1, 1)
+        with checked_modules(checked_blocks(self.unet, self.vae) if cancelled else (), cancelled):
+            latent, skips = self._encode(sketch, generator)
+            unet_input = latent.to(self.dtype) * r + noise * (1.0 - r)
+            timestep = torch.tensor([self.timestep], device=self.device, dtype=torch.long)
+            prediction = self.unet(unet_input, timestep, encoder_hidden_states=text).sample
+            x0 = self._predict_x0(prediction, unet_input)
+            image = self._decode(x0.to(self.vae_dtype), skips, r).clamp(-1, 1)
         pixels = (image[0].float().permute(1, 2, 0) * 0.5 + 0.5).clamp(0, 1)
         return Image.fromarray((pixels * 255).round().to(torch.uint8).cpu().numpy())

@@ -74,6 +74,9 @@ class Canvas:
             raise ValueError(f"canvas size must be positive, got {width}x{height}")
         self.width, self.height = width, height
         self.strokes: list[Stroke] = []
+        # Goes up whenever the visible ink may have changed (points added, undo, clear): what
+        # the air canvas watches to follow the drawing.
+        self.version = 0
         self._open = False  # the last stroke is still being drawn
         self._ink = np.zeros((height, width, 3), np.uint8)
         self._mask = np.zeros((height, width), np.uint8)
@@ -101,6 +104,7 @@ class Canvas:
         else:
             stroke.points.append((x, y))
         self._draw_on_layer(stroke, start=first_new)
+        self.version += 1
 
     def end(self) -> None:
         """Close the open stroke; a stroke that got no points is dropped."""
@@ -119,9 +123,12 @@ class Canvas:
             return False
         self.strokes.pop()
         self._redraw_layer()
+        self.version += 1
         return True
 
     def clear(self) -> None:
+        if self.strokes:
+            self.version += 1
         self.strokes.clear()
         self._open = False
         self._redraw_layer()

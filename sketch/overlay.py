@@ -3,7 +3,9 @@ bar under it, and a side panel with the help or the last search's results.
 
 Layout (pixels):  [ live view (640 x h) | side panel (PANEL_WIDTH) ]
                   [ status bar (BAR_HEIGHT), full width             ]
-The side panel changes only when a search ends, so callers render it once and reuse it.
+The side panel changes only when a search or a preview ends, so callers render it once and
+reuse it. A preview (matches for the sketch itself while drawing) is marked as such across the
+panel's top until a save's final results replace it.
 """
 from __future__ import annotations
 
@@ -27,6 +29,10 @@ TEXT = (235, 235, 235)
 DIM = (150, 150, 150)
 ACCENT = (60, 200, 255)   # the save ring and the results' scores (amber)
 ERROR = (80, 80, 255)
+PREVIEW_BG = (0, 110, 160)   # the preview banner (dark amber)
+
+PREVIEW_LABEL = "PREVIEW - the sketch itself; save for the full search"
+LIVE_LABEL = "LIVE - full search of the drawing so far; save to keep it"
 
 HELP_LINES = [
     "Draw in the air with your index finger:",
@@ -44,13 +50,18 @@ HELP_LINES = [
 
 @dataclass
 class ResultsView:
-    """One search's results, as images ready to paste (BGR arrays)."""
+    """One search's results, as images ready to paste (BGR arrays).
+
+    `label`: None for a save's final results; PREVIEW_LABEL / LIVE_LABEL for matches shown while
+    drawing (a preview has no generated image and no caption).
+    """
     sketch: np.ndarray
-    generated: np.ndarray
+    generated: np.ndarray | None
     caption: str
     photos: list[tuple[str, float, np.ndarray | None]] = field(default_factory=list)  # name, score, thumb
     gallery_size: int = 0
     seconds: float = 0.0
+    label: str | None = None
 
 
 def text(image: np.ndarray, line: str, origin: tuple[int, int], scale: float = 0.5,
@@ -149,12 +160,17 @@ def render_panel(height: int, results: ResultsView | None) -> np.ndarray:
     # Row 1: sketch and generated image, the caption beside them.
     for column, (image, label) in enumerate([(results.sketch, "sketch"), (results.generated, "generated")]):
         x = GAP + column * (BIG_TILE + GAP)
-        panel[GAP:GAP + BIG_TILE, x:x + BIG_TILE] = fit_image(image, BIG_TILE)
+        if image is None:  # a preview: no generated image yet
+            panel[GAP:GAP + BIG_TILE, x:x + BIG_TILE] = (70, 70, 70)
+            text(panel, "after the save", (x + 10, GAP + BIG_TILE // 2 + 5), 0.45, DIM)
+        else:
+            panel[GAP:GAP + BIG_TILE, x:x + BIG_TILE] = fit_image(image, BIG_TILE)
         text(panel, label, (x, GAP + BIG_TILE + 16), 0.45, DIM)
     caption_x = GAP + 2 * (BIG_TILE + GAP)
     caption_width = PANEL_WIDTH - caption_x - GAP
     text(panel, "caption", (caption_x, 22), 0.45, DIM)
-    for i, line in enumerate(wrap_text(results.caption or "(none)", caption_width, 0.5, 5)):
+    caption = results.caption or ("(after the save)" if results.generated is None else "(none)")
+    for i, line in enumerate(wrap_text(caption, caption_width, 0.5, 5)):
         text(panel, line, (caption_x, 44 + 20 * i), 0.5, TEXT)
     text(panel, f"{results.seconds:.1f} s", (caption_x, GAP + BIG_TILE), 0.45, DIM)
     # Rows 2-: the gallery's best matches with their cosine scores.
@@ -162,7 +178,11 @@ def render_panel(height: int, results: ResultsView | None) -> np.ndarray:
     shown = results.photos[:rows * TILE_COLUMNS]
     heading = (f"top {len(results.photos)} of {results.gallery_size} photos"
                if results.gallery_size else "no gallery photos to compare with")
-    text(panel, heading, (GAP, RESULTS_TOP - 8), 0.5, TEXT)
+    if results.label:  # matches while drawing: a banner above them says so
+        cv2.rectangle(panel, (0, RESULTS_TOP - 24), (PANEL_WIDTH - 1, RESULTS_TOP - 2), PREVIEW_BG, -1)
+        text(panel, fit_text(results.label, PANEL_WIDTH - 2 * GAP, 0.45), (GAP, RESULTS_TOP - 8), 0.45, TEXT)
+    else:
+        text(panel, heading, (GAP, RESULTS_TOP - 8), 0.5, TEXT)
     for i, (name, score, thumb) in enumerate(shown):
         x = GAP + (i % TILE_COLUMNS) * (TILE + GAP)
         y = RESULTS_TOP + (i // TILE_COLUMNS) * (TILE + GAP)

@@ -216,3 +216,40 @@ def test_window_shows_results_after_a_search(display, hold_video, tiny_checkpoin
     # The other tiles hold the other photos: the first tile is not what the second shows.
     x2 = g + t + g
     assert np.abs(panel[top + 20:top + t - 24, x2:x2 + t].astype(int) - tile[20:t - 24]).mean() > 10
+
+
+def test_window_shows_a_marked_preview_while_drawing(display, tiny_checkpoints, gallery, tmp_path):
+    """A stroke and no save: the panel shows the preview's matches under the preview banner."""
+    from sketch import overlay
+    from tests.hand_video import PEN_PHOTO, background_colour, hand_photo, paste
+
+    frames = list(hand_video_frames(hold=0, tail=0))  # lead-in and the circle
+    pen = hand_photo(PEN_PHOTO)
+    end = circle_point(1.08)
+    # Pen up for 10 s (the models load meanwhile; the stroke's preview waits for them).
+    frames += [(paste(background_colour(pen), None, end), "rest")] * 300
+    video = write_video(tmp_path / "draw.avi", frames)
+    shot_path = tmp_path / "window.png"
+    events = tmp_path / "events.jsonl"
+    proc = start_main(display, "--source", str(video), "--sketch-dir", str(tmp_path / "sketches"),
+                      "--checkpoints", str(tiny_checkpoints), "--gallery", str(gallery), "--top_k", "3",
+                      "--no-sync", "--screenshot", str(shot_path), "--events", str(events))
+    try:
+        out, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert not list((tmp_path / "sketches").glob("sketch-*"))  # nothing saved
+    kinds = [json.loads(line)["event"] for line in events.read_text().splitlines()]
+    assert "preview" in kinds and "save" not in kinds, kinds
+    panel = cv2.imread(str(shot_path))[:, VIEW[0]:].astype(int)
+    top = overlay.RESULTS_TOP
+    banner = panel[top - 22:top - 4].reshape(-1, 3)
+    assert (np.abs(banner - np.array(overlay.PREVIEW_BG)).sum(axis=1) < 30).mean() > 0.5
+    # The first match's tile holds a gallery photo (not the panel's grey), the generated tile waits.
+    g, t = overlay.GAP, overlay.TILE
+    assert panel[top + 20:top + t - 24, g:g + t].std() > 10
+    x = g + overlay.BIG_TILE + g
+    generated = panel[g:g + overlay.BIG_TILE, x:x + overlay.BIG_TILE]
+    assert (np.abs(generated - 70).max(axis=2) < 5).mean() > 0.8
