@@ -41,3 +41,21 @@ def adb(tmp_path_factory):
     server = AdbServer(tmp_path_factory.mktemp("adb-home")).start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoints(tmp_path_factory) -> Path:
+    """A complete checkpoints folder of tiny random models (tools/fixtures/tiny_checkpoints.py)."""
+    from tools.fixtures.tiny_checkpoints import write_tiny_checkpoints
+    return write_tiny_checkpoints(tmp_path_factory.mktemp("checkpoints"))
+
+
+@pytest.fixture(scope="module")
+def gallery(tmp_path_factory) -> Path:
+    """Four real photos (scikit-image's) as JPEG files (a test module may define its own)."""
+    import cv2
+    from skimage import data
+    folder = tmp_path_factory.mktemp("gallery")
+    for name in ("astronaut", "chelsea", "coffee", "rocket"):
+        cv2.imwrite(str(folder / f"{name}.jpg"), cv2.cvtColor(getattr(data, name)(), cv2.COLOR_RGB2BGR))
+    return folder

@@ -15,7 +15,6 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -35,21 +34,6 @@ from tests.hand_video import (
 )
 
 DT = 1.0 / FPS
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoints(tmp_path_factory) -> Path:
-    from tools.fixtures.tiny_checkpoints import write_tiny_checkpoints
-    return write_tiny_checkpoints(tmp_path_factory.mktemp("checkpoints"))
-
-
-@pytest.fixture(scope="module")
-def gallery(tmp_path_factory) -> Path:
-    from skimage import data
-    folder = tmp_path_factory.mktemp("gallery")
-    for name in ("astronaut", "chelsea", "coffee", "rocket"):
-        cv2.imwrite(str(folder / f"{name}.jpg"), cv2.cvtColor(getattr(data, name)(), cv2.COLOR_RGB2BGR))
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -259,7 +243,8 @@ def test_status_line_shows_the_stage_and_the_time_left(search, gallery, tmp_path
         seen.add(worker.status[0])
         time.sleep(0.002)
     finish(app)
-    timed = [s for s in seen if " s left" in s]
+    # Tiny models answer in well under a second: the estimate reads "almost done" then.
+    timed = [s for s in seen if " s left" in s or s.endswith(" - almost done")]
     assert timed and all(s.split(" - ")[0] in ("preprocess", "captioning", "generating", "searching")
                          for s in timed), seen
 

@@ -158,21 +158,6 @@ def test_window_shows_live_view_canvas_tool_and_status(display, hold_video, tmp_
     assert (panel.min(axis=2) > 180).sum() > 500
 
 
-@pytest.fixture(scope="module")
-def tiny_checkpoints(tmp_path_factory) -> Path:
-    from tools.fixtures.tiny_checkpoints import write_tiny_checkpoints
-    return write_tiny_checkpoints(tmp_path_factory.mktemp("checkpoints"))
-
-
-@pytest.fixture(scope="module")
-def gallery(tmp_path_factory) -> Path:
-    from skimage import data
-    folder = tmp_path_factory.mktemp("gallery")
-    for name in ("astronaut", "chelsea", "coffee", "rocket"):
-        cv2.imwrite(str(folder / f"{name}.jpg"), cv2.cvtColor(getattr(data, name)(), cv2.COLOR_RGB2BGR))
-    return folder
-
-
 def test_window_shows_results_after_a_search(display, hold_video, tiny_checkpoints, gallery, tmp_path):
     from sketch import overlay
 
