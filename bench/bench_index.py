@@ -1,6 +1,6 @@
 """Gallery indexing speed with phone-sized photos, and the cost of re-running on an unchanged gallery.
 
-    .venv/bin/python bench/bench_index.py [--quick] [--json out.json]
+    python -m bench.bench_index [--quick] [--json out.json]
 
 1. Photos per second of GalleryIndex.update (the product's indexing: decode at reduced scale on
    worker threads while DINOv2 base embeds the previous batch, one commit per batch; the

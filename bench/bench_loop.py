@@ -1,6 +1,6 @@
 """Frames per second of the air canvas loop (main.py --no-window), idle and while searches run.
 
-    .venv/bin/python bench/bench_loop.py [--frames 300] [--checkpoints DIR] [--gallery DIR] [--pace FPS]
+    python -m bench.bench_loop [--frames 300] [--checkpoints DIR] [--gallery DIR] [--pace FPS]
 
 The camera is a 640 x 480 video of a real hand photo (../shared/data/hand-counts) moving in
 circles, so every frame costs a hand-tracking pass and a stroke update, like a drawing user.

@@ -1,6 +1,6 @@
 """How far the generator's fast settings move its image from the float32 reference (full-size models).
 
-    .venv/bin/python bench/bench_precision.py [--quick] [--json out.json]
+    python -m bench.bench_precision [--quick] [--json out.json]
 
 Generates the example sketch with SD-Turbo + pix2pix-turbo (full-size random weights, the cache of
 bench/full_size.py) three ways: float32 with separate adapters (the reference: the seed's way),

@@ -1,6 +1,6 @@
 """Warm query latency, stage by stage, with the full-size models (random weights) on this machine.
 
-    .venv/bin/python bench/bench_query.py [--quick] [--runs N] [--json out.json]
+    python -m bench.bench_query [--quick] [--runs N] [--json out.json]
 
 Loads the product's SketchSearch from a full-size checkpoints folder (BLIP base, SD-Turbo +
 pix2pix-turbo's LoRA file, DINOv2 base; built once into the cache by bench/full_size.py), indexes a

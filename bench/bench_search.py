@@ -1,6 +1,6 @@
 """Top-10 search latency over 10k, 100k and 1M unit vectors of DINOv2 base's size (768).
 
-    .venv/bin/python bench/bench_search.py [--quick] [--sizes 10000 100000 1000000] [--json out.json]
+    python -m bench.bench_search [--quick] [--sizes 10000 100000 1000000] [--json out.json]
 
 For each gallery size: exact cosine top-k (numpy / BLAS matrix-vector product + argpartition,
 float32), the same over float16 storage (torch), and the product's choice, retrieval.search's

@@ -1,6 +1,6 @@
 """The seed project's flow against ours, same machine, same run, full-size models (random weights).
 
-    .venv/bin/python bench/bench_seed_flow.py [--quick] [--json out.json]
+    python -m bench.bench_seed_flow [--quick] [--json out.json]
 
 Seed flow (what the seed did for every search): a NEW Python process loads every model from disk
 in float32 (BLIP, SD-Turbo + pix2pix-turbo's adapters unmerged, DINOv2), decodes every photo of
@@ -124,8 +124,9 @@ def main() -> None:
     limit = 10 if args.quick else 200
     machine = full_size.machine()
     start = time.perf_counter()
-    child = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--seed-process", str(limit)],
-                           capture_output=True, text=True, check=True, env={**os.environ, "TQDM_DISABLE": "1"})
+    child = subprocess.run([sys.executable, "-m", "bench.bench_seed_flow", "--seed-process", str(limit)],
+                           cwd=ROOT, capture_output=True, text=True, check=True,
+                           env={**os.environ, "TQDM_DISABLE": "1"})
     seed_wall = time.perf_counter() - start
     seed = json.loads(child.stdout.strip().splitlines()[-1])
     seed["wall"] = seed_wall

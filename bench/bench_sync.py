@@ -1,6 +1,6 @@
 """Time phone sync against a stand-in phone holding many small photos, over a real adb server.
 
-    .venv/bin/python bench/bench_sync.py [--photos 2000] [--size 8192] [--repeats 5]
+    python -m bench.bench_sync [--photos 2000] [--size 8192] [--repeats 5]
 
 Prints: the first (full) sync, a second sync with nothing changed, the sync-service listing
 alone, and for comparison `adb pull` of the whole folder (what copying everything on every
