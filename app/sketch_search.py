@@ -112,10 +112,6 @@ class SketchSearch:
         self._lock = threading.Lock()  # one query or index update at a time
 
     # -- models -------------------------------------------------------------------------------
-    def check_models(self, stages: Sequence[str] = MODEL_STAGES) -> None:
-        """Raise MissingCheckpointError (one line, with the fetch command) before any work."""
-        plan_models(self.settings, stages)
-
     def load(self, status: StatusFn | None = None, stages: Sequence[str] = MODEL_STAGES) -> None:
         """Load the stages' models (default: every one) once; later calls return at once.
 
@@ -205,18 +201,20 @@ class SketchSearch:
             if self.device.type == "cuda":
                 torch.cuda.synchronize()
             embedded = time.perf_counter()
-            hits = self._search.top_k(vector, self.settings.top_k) if len(self._paths) else []
-            results = [(self._paths[i], float(score)) for i, score in hits]
+            results = self._ranked(vector, self.settings.top_k)
         end = time.perf_counter()
         return PreviewResult(sketch, results, {"preprocess": embedding - start, "embedding": embedded - embedding,
                                                "ranking": end - embedded, "total": end - start})
 
     def rank(self, vector: np.ndarray, k: int | None = None) -> list[tuple[Path, float]]:
         """The indexed photos most like `vector`, best first, with cosine scores."""
-        k = self.settings.top_k if k is None else k
         with self._lock:
-            hits = self._search.top_k(vector, k) if len(self._paths) else []
-            return [(self._paths[i], float(score)) for i, score in hits]
+            return self._ranked(vector, self.settings.top_k if k is None else k)
+
+    def _ranked(self, vector: np.ndarray, k: int) -> list[tuple[Path, float]]:
+        """rank() for a caller that already holds the lock."""
+        hits = self._search.top_k(vector, k) if len(self._paths) else []
+        return [(self._paths[i], float(score)) for i, score in hits]
 
     def query(self, image: Image.Image, stage: StatusFn | None = None,
               cancelled: CancelCheck | None = None) -> QueryResult:
@@ -249,7 +247,7 @@ class SketchSearch:
     # -- gallery ------------------------------------------------------------------------------
     def index_path(self, gallery: Path) -> Path:
         return self.settings.index_path or default_index_path(
-            gallery, layout.dinov2_dir_name(self.settings.embedder))
+            gallery, layout.embedder_dir_name(self.settings.embedder))
 
     def index_gallery(self, gallery: Path, progress: ProgressFn | None = None) -> IndexReport:
         """Bring the gallery's index up to date (new/changed photos only) and hold its vectors."""

@@ -203,7 +203,7 @@ def checkpoints(cache: Path = CACHE) -> Path:
         (out / layout.BLIP_BASE[1], lambda p: write_blip_base(p)),
         (out / layout.SD_TURBO[1], lambda p: write_sd_turbo(p)),
         (out / layout.LORA_FILE, lambda p: write_lora_file(p, out / layout.SD_TURBO[1])),
-        (out / layout.dinov2_dir_name("base"), lambda p: write_dinov2_base(p)),
+        (out / layout.embedder_dir_name("base"), lambda p: write_dinov2_base(p)),
     ]
     for path, write in steps:
         marker = path.parent / f"{path.name}{DONE}"

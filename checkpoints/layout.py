@@ -54,9 +54,6 @@ def embedder_dir_name(choice: str) -> str:
     return EMBEDDER_MODELS[choice].split("/")[1]
 
 
-dinov2_dir_name = embedder_dir_name  # the older name, kept for its callers
-
-
 def embedder_family(choice: str) -> str:
     """transformers' model_type the --embedder choice's folder must hold."""
     return DINOV3_TYPE if choice in DINOV3 else DINOV2_TYPE

@@ -203,14 +203,14 @@ def test_readme_states_the_download_where_the_set_up_command_is():
 def test_readme_states_main2_s_gallery_and_index_defaults_as_they_are():
     import main2
     from app.settings import Settings
-    from checkpoints.layout import dinov2_dir_name
+    from checkpoints.layout import embedder_dir_name
     from retrieval.index import default_index_path
     text = readme()
     with pytest.raises(SystemExit):  # no default gallery: required
         main2.parse_args(["--image_path", "x.png"])
     row = next(line for line in text.splitlines() if line.startswith("| `--gallery DIR` |"))
     assert "required" in row and "no default" in row
-    index = default_index_path(Path("G"), dinov2_dir_name(Settings().embedder))
+    index = default_index_path(Path("G"), embedder_dir_name(Settings().embedder))
     assert f"`{index.name}`" in text and f"<gallery>/{index.parent.name}/" in text
 
 
