@@ -30,8 +30,7 @@ def checked_modules(modules: Iterable, cancelled: CancelCheck | None):
         return
 
     def hook(module, inputs):
-        if cancelled():
-            raise Cancelled()
+        check(cancelled)
 
     handles = [module.register_forward_pre_hook(hook) for module in modules]
     try:
