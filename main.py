@@ -30,7 +30,7 @@ from pathlib import Path
 os.environ.setdefault("GLOG_minloglevel", "2")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from app.air_canvas import (  # noqa: E402
+from sketch_search.app.air_canvas import (  # noqa: E402
     LIVE_MODES,
     PAUSE_SECONDS,
     STOP_SECONDS,
@@ -41,12 +41,18 @@ from app.air_canvas import (  # noqa: E402
 
 cap_worker_threads()  # before anything imports torch
 
-from app.cli import add_gallery_arguments, add_model_arguments, positive_int, quiet_model_libraries, settings_from  # noqa: E402
-from app.model_plan import plan_models  # noqa: E402
-from app.search_worker import stop_all  # noqa: E402
-from common.command import run_command, setup_logging  # noqa: E402
-from common.errors import GalleryError, SketchSearchError  # noqa: E402
 from device.phone_sync import DEFAULT_ADB_PORT, DEFAULT_FOLDERS  # noqa: E402
+from sketch_search.app.cli import (  # noqa: E402
+    add_gallery_arguments,
+    add_model_arguments,
+    positive_int,
+    quiet_model_libraries,
+    settings_from,
+)
+from sketch_search.app.model_plan import plan_models  # noqa: E402
+from sketch_search.app.search_worker import stop_all  # noqa: E402
+from sketch_search.common.command import run_command, setup_logging  # noqa: E402
+from sketch_search.common.errors import GalleryError, SketchSearchError  # noqa: E402
 
 DEFAULT_GALLERY = Path("~/sketch-gallery")
 INTERRUPTED = "interrupted: saved sketches and their results are in --sketch-dir"
@@ -138,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = settings_from(args)
         plan_models(settings)  # missing models: one line now, before torch is imported
         quiet_model_libraries()
-        from app.sketch_search import SketchSearch
+        from sketch_search.app.sketch_search import SketchSearch
         search = SketchSearch(settings)
         if gallery is None:
             logging.getLogger("main").warning(

@@ -9,13 +9,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from app.cli import add_gallery_arguments, add_model_arguments, quiet_model_libraries, settings_from
-from app.model_plan import plan_models
-from app.outputs import QueryFiles, plan_query_files, save_query_files, write_file, write_json
-from common.command import run_command, setup_logging
-from common.errors import BlankSketchError, GalleryError, NotAnImageError, SketchSearchError
-from common.files import PHOTO_EXTENSIONS, is_photo_name
-from common.names import display_name
+from sketch_search.app.cli import add_gallery_arguments, add_model_arguments, quiet_model_libraries, settings_from
+from sketch_search.app.model_plan import plan_models
+from sketch_search.app.outputs import QueryFiles, plan_query_files, save_query_files, write_file, write_json
+from sketch_search.common.command import run_command, setup_logging
+from sketch_search.common.errors import BlankSketchError, GalleryError, NotAnImageError, SketchSearchError
+from sketch_search.common.files import PHOTO_EXTENSIONS, is_photo_name
+from sketch_search.common.names import display_name
 
 # True here: the index commits each batch, so the next run resumes where this one stopped.
 INTERRUPTED = "interrupted: what was indexed is kept; run again to resume"
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     plan_models(settings)  # missing models: one line now, before the slow torch imports
 
     quiet_model_libraries()
-    from app.sketch_search import SketchSearch
+    from sketch_search.app.sketch_search import SketchSearch
     search = SketchSearch(settings)
     search.load()
     report = search.index_gallery(gallery)
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def search_one(search, sketch, report, plan: QueryFiles, load_image) -> dict:
     """One sketch's query and its files: generated image, grid, then the JSON."""
-    from app.results_grid import render_results_grid
+    from sketch_search.app.results_grid import render_results_grid
     result = search.query(sketch)
     thumbs = []
     for path, score in result.results:

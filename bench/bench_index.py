@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from bench import full_size
-from common.command import run_command
+from sketch_search.common.command import run_command
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -87,7 +87,7 @@ def run(args) -> dict:
     paths = sorted(folder.glob("*.jpg"))[:args.photos]
     import torch
 
-    from app.sketch_search import model_precision
+    from sketch_search.app.sketch_search import model_precision
     dtype = model_precision(torch.device("cpu"), torch.float32).embedder  # the product's choice here
     report["embedder_dtype"] = str(dtype)
     embedder = DinoEmbedder.from_pretrained(full_size.checkpoints() / "dinov2-base", dtype=dtype)

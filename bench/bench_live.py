@@ -35,7 +35,7 @@ from pathlib import Path
 
 os.environ.setdefault("GLOG_minloglevel", "2")
 
-from app.air_canvas import PAUSE_SECONDS, AirCanvasApp, AppOptions, cap_worker_threads  # noqa: E402
+from sketch_search.app.air_canvas import PAUSE_SECONDS, AirCanvasApp, AppOptions, cap_worker_threads  # noqa: E402
 
 cap_worker_threads()  # before torch is imported, as main.py
 
@@ -159,10 +159,10 @@ def cancel_gaps() -> dict:
     import torch
     from diffusers import AutoencoderKL, UNet2DConditionModel
 
-    from app.precision import placement
     from bench.full_size import SD_TURBO_UNET, SD_TURBO_VAE
-    from common.cancel import checked_modules
     from generation.pix2pix_turbo import checked_blocks
+    from sketch_search.app.precision import placement
+    from sketch_search.common.cancel import checked_modules
 
     dtypes = placement("cpu", "auto").dtypes
     memory = torch.channels_last if dtypes.channels_last else torch.contiguous_format
@@ -227,9 +227,9 @@ def main() -> int:
             args.json.write_text(json.dumps(gaps, indent=2))
         return 0
 
-    from app.cli import quiet_model_libraries
-    from app.settings import Settings
-    from app.sketch_search import SketchSearch
+    from sketch_search.app.cli import quiet_model_libraries
+    from sketch_search.app.settings import Settings
+    from sketch_search.app.sketch_search import SketchSearch
 
     quiet_model_libraries()
     with tempfile.TemporaryDirectory() as tmp:

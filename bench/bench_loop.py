@@ -23,9 +23,9 @@ from pathlib import Path
 
 os.environ.setdefault("GLOG_minloglevel", "2")
 
-from app.air_canvas import AirCanvasApp, AppOptions, cap_worker_threads
-from common.command import run_command, setup_logging
 from sketch.camera import FrameSource
+from sketch_search.app.air_canvas import AirCanvasApp, AppOptions, cap_worker_threads
+from sketch_search.common.command import run_command, setup_logging
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -92,9 +92,9 @@ class VideoAsCamera:
 def run_busy(video: Path, out: Path, checkpoints: Path, gallery: Path | None, pace: float | None) -> dict:
     from PIL import Image
 
-    from app.cli import setup_logging
-    from app.settings import Settings
-    from app.sketch_search import SketchSearch
+    from sketch_search.app.cli import setup_logging
+    from sketch_search.app.settings import Settings
+    from sketch_search.app.sketch_search import SketchSearch
 
     setup_logging(False)  # quiet the model libraries' loading bars
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from bench import full_size
 from checkpoints import layout
-from common.command import run_command
+from sketch_search.common.command import run_command
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from bench import full_size
 from checkpoints import layout
-from common.command import run_command
+from sketch_search.common.command import run_command
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -78,8 +78,8 @@ def run(args) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from app.settings import Settings
-    from app.sketch_search import SketchSearch
+    from sketch_search.app.settings import Settings
+    from sketch_search.app.sketch_search import SketchSearch
 
     checkpoints = full_size.checkpoints()
     gallery = full_size.gallery(args.gallery_size)

@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from bench import full_size
-from common.command import run_command
 from retrieval.search import top_k
+from sketch_search.common.command import run_command
 
 ROOT = Path(__file__).resolve().parents[1]
 

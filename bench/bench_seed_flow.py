@@ -27,7 +27,7 @@ START = time.perf_counter()
 
 from bench import full_size  # noqa: E402 (after START: the seed flow times its own imports)
 from checkpoints import layout  # noqa: E402
-from common.command import run_command  # noqa: E402
+from sketch_search.common.command import run_command  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -83,8 +83,8 @@ def our_queries(gallery: Path, runs: int, warm: bool) -> dict:
     full_size.quiet()
     from PIL import Image
 
-    from app.settings import Settings
-    from app.sketch_search import SketchSearch
+    from sketch_search.app.settings import Settings
+    from sketch_search.app.sketch_search import SketchSearch
     settings = Settings(checkpoints=full_size.checkpoints(), device="cpu", show_progress=False,
                         index_path=full_size.query_index(200))
     search = SketchSearch(settings)

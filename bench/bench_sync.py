@@ -18,9 +18,9 @@ from pathlib import Path
 from ppadb.client import Client
 from ppadb.device import Device
 
-from common.command import run_command
 from device.phone_sync import sync_phone
 from device.sync_protocol import SyncConnection
+from sketch_search.common.command import run_command
 from tools.fixtures.fake_phone import AdbServer, FakePhone
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -33,7 +33,7 @@ import torch
 from PIL import Image
 
 from checkpoints import layout
-from common.command import run_command, setup_logging
+from sketch_search.common.command import run_command, setup_logging
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -20,8 +20,8 @@ import torch
 from PIL import Image
 from transformers import BlipConfig, BlipForConditionalGeneration, BlipProcessor
 
-from common.errors import CheckpointFormatError
-from common.model_files import check_model_folder, load_model_folder
+from sketch_search.common.errors import CheckpointFormatError
+from sketch_search.common.model_files import check_model_folder, load_model_folder
 
 log = logging.getLogger(__name__)
 

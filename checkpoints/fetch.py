@@ -16,8 +16,8 @@ import urllib.request
 from pathlib import Path
 
 from checkpoints import layout
-from common.command import exit_status, run_command, setup_logging
-from common.errors import SketchSearchError
+from sketch_search.common.command import exit_status, run_command, setup_logging
+from sketch_search.common.errors import SketchSearchError
 
 log = logging.getLogger(__name__)
 

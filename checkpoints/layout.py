@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.errors import CheckpointFormatError, MissingCheckpointError
+from sketch_search.common.errors import CheckpointFormatError, MissingCheckpointError
 
 FETCH_COMMAND = "python -m checkpoints.fetch"
 # The one default models folder: this package's own folder, wherever the program is run from.

@@ -5,9 +5,9 @@ import argparse
 import json
 from pathlib import Path
 
-from common.command import run_command, setup_logging
 from device.adb_server import DEFAULT_ADB_PORT, connect_server, list_phones
 from device.phone_sync import DEFAULT_FOLDERS, sync_phone
+from sketch_search.common.command import run_command, setup_logging
 
 
 def _port(text: str) -> int:

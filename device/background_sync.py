@@ -7,8 +7,8 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from common.errors import SketchSearchError
 from device.phone_sync import DEFAULT_ADB_PORT, DEFAULT_FOLDERS, SyncLimitError, SyncReport, sync_phone
+from sketch_search.common.errors import SketchSearchError
 
 log = logging.getLogger(__name__)
 

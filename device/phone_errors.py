@@ -1,7 +1,7 @@
 """Errors about the phone and the adb server, each one line the user can act on."""
 from __future__ import annotations
 
-from common.errors import SketchSearchError
+from sketch_search.common.errors import SketchSearchError
 
 
 class PhoneError(SketchSearchError):

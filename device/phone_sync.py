@@ -27,8 +27,6 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from common.errors import GalleryError
-from common.files import PHOTO_EXTENSIONS
 from device.adb_server import DEFAULT_ADB_PORT, choose_phone, connect_server
 from device.phone_errors import PhoneConnectionLost, PhoneError, PhoneProtocolError
 from device.sync_protocol import (
@@ -39,6 +37,8 @@ from device.sync_protocol import (
     SyncConnection,
 )
 from device.sync_state import SyncedPhoto, SyncState
+from sketch_search.common.errors import GalleryError
+from sketch_search.common.files import PHOTO_EXTENSIONS
 
 log = logging.getLogger(__name__)
 

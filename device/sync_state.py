@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.errors import GalleryError
+from sketch_search.common.errors import GalleryError
 
 STATE_DIR = ".sketch-search"
 STATE_FILE = "sync.sqlite"

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from common.errors import CheckpointFormatError, MissingCheckpointError
+from sketch_search.common.errors import CheckpointFormatError, MissingCheckpointError
 
 log = logging.getLogger(__name__)
 

@@ -32,11 +32,11 @@ from peft.tuners.tuners_utils import BaseTunerLayer
 from PIL import Image
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from common.cancel import CancelCheck, check, checked_modules
-from common.errors import MissingCheckpointError
-from common.model_files import load_model_folder
 from generation import DEFAULT_GAMMA
 from generation.lora_file import LoraFile, canonical_key, load_lora_file, map_state_dict, unet_file_key, vae_file_key
+from sketch_search.common.cancel import CancelCheck, check, checked_modules
+from sketch_search.common.errors import MissingCheckpointError
+from sketch_search.sketch_search.common.model_files import load_model_folder
 
 log = logging.getLogger(__name__)
 
@@ -391,7 +391,7 @@ class Pix2PixTurbo(torch.nn.Module):
 
         `gamma` None: the r the model is set to (the merged one), DEFAULT_GAMMA if never set.
         `cancelled`: checked before each UNet/VAE block (and between the stages); when it returns
-        True, common.cancel.Cancelled is raised and no image is made.
+        True, sketch_search.common.cancel.Cancelled is raised and no image is made.
         """
         mask = np.asarray(mask)
         if mask.ndim != 2 or mask.shape[0] % self.latent_factor or mask.shape[1] % self.latent_factor:

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from common.errors import BlankSketchError
+from sketch_search.common.errors import BlankSketchError
 
 log = logging.getLogger(__name__)
 

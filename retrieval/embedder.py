@@ -4,7 +4,7 @@ DINOv2 (the default, any size) or DINOv3's ViT-H+/16, both through transformers'
 Created once and reused for the gallery index and for every query. `fingerprint` names the exact
 model (family, size and weights), so an index built with other weights is noticed and rebuilt.
 A folder that holds another model, damaged or unsafe weights, or weights that leave layers at
-random is refused in one line (common.model_files).
+random is refused in one line (sketch_search.common.model_files).
 """
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ from transformers import AutoImageProcessor, Dinov2Model, DINOv3ViTModel
 from transformers.utils import cached_file
 
 from checkpoints.layout import DINOV2_TYPE, DINOV3_TYPE, FETCH_COMMAND, family_of_dir_name
-from common.errors import CheckpointFormatError, MissingCheckpointError
-from common.model_files import load_model_folder, read_config
+from sketch_search.common.errors import CheckpointFormatError, MissingCheckpointError
+from sketch_search.sketch_search.common.model_files import load_model_folder, read_config
 
 log = logging.getLogger(__name__)
 

@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from common.errors import NotAnImageError
-from common.names import display_name
+from sketch_search.common.errors import NotAnImageError
+from sketch_search.common.names import display_name
 
 log = logging.getLogger(__name__)
 

@@ -30,11 +30,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from common.errors import GalleryError, NotAnImageError
-from common.files import PHOTO_EXTENSIONS, is_photo_name
-from common.names import display_name
 from retrieval.embedder import DinoEmbedder
 from retrieval.images import DecodeBudget, load_image
+from sketch_search.common.errors import GalleryError, NotAnImageError
+from sketch_search.common.files import PHOTO_EXTENSIONS, is_photo_name
+from sketch_search.common.names import display_name
 
 log = logging.getLogger(__name__)
 

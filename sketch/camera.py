@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from common.errors import CameraError
+from sketch_search.common.errors import CameraError
 
 VIEW_WIDTH = 640            # frames are scaled to this width; the canvas lives in these pixels
 CAMERA_GRACE_SECONDS = 2.0  # a webcam that gives no frame for this long has failed

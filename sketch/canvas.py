@@ -13,8 +13,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from common.errors import BlankSketchError
 from sketch.smoothing import fill_gap
+from sketch_search.common.errors import BlankSketchError
 
 BGR = tuple[int, int, int]
 Point = tuple[float, float]

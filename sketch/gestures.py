@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from common.errors import CheckpointFormatError, MissingCheckpointError
+from sketch_search.common.errors import CheckpointFormatError, MissingCheckpointError
 
 if TYPE_CHECKING:  # only for type hints: this module never loads MediaPipe itself
     from sketch.tracker import Hand

@@ -38,8 +38,8 @@ def circle_video(tmp_path_factory) -> Path:
 
 def camera_unplugged_after(frames: int, video: Path):
     """The video as a camera that fails, as an unplugged webcam does, after `frames` frames."""
-    from common.errors import CameraError
     from sketch.camera import FrameSource
+    from sketch_search.common.errors import CameraError
 
     class UnpluggedCamera(FrameSource):
         def read(self):
@@ -152,9 +152,9 @@ def test_missing_models_is_a_one_line_error_before_the_camera_opens(circle_video
 
 
 def test_keys_undo_save_clear_and_a_blank_save_shown_on_screen(circle_video, tmp_path):
-    from app.air_canvas import AirCanvasApp, AppOptions
     from sketch import overlay
     from sketch.camera import FrameSource
+    from sketch_search.app.air_canvas import AirCanvasApp, AppOptions
 
     app = AirCanvasApp(AppOptions(source=circle_video, sketch_dir=tmp_path, window=False))
     source = FrameSource(circle_video)
@@ -187,8 +187,8 @@ def test_keys_undo_save_clear_and_a_blank_save_shown_on_screen(circle_video, tmp
 
 def test_camera_failing_mid_run_saves_the_sketch_so_far(circle_video, tmp_path):
     """A webcam unplugged while drawing: stand in for it with the video, cut off mid-circle."""
-    from app.air_canvas import AirCanvasApp, AppOptions
-    from common.errors import CameraError, SketchSearchError
+    from sketch_search.app.air_canvas import AirCanvasApp, AppOptions
+    from sketch_search.common.errors import CameraError, SketchSearchError
 
     out = tmp_path / "sketches"
     app = AirCanvasApp(AppOptions(source=circle_video, sketch_dir=out, window=False))
@@ -202,8 +202,8 @@ def test_camera_failing_mid_run_saves_the_sketch_so_far(circle_video, tmp_path):
 
 
 def test_camera_failing_before_any_drawing_saves_nothing(circle_video, tmp_path):
-    from app.air_canvas import AirCanvasApp, AppOptions
-    from common.errors import CameraError
+    from sketch_search.app.air_canvas import AirCanvasApp, AppOptions
+    from sketch_search.common.errors import CameraError
 
     out = tmp_path / "sketches"
     app = AirCanvasApp(AppOptions(source=circle_video, sketch_dir=out, window=False))
@@ -314,14 +314,14 @@ def test_no_hand_lifts_the_pen_and_a_new_stroke_starts(landmarks):
 # -- the worker's thread budget -------------------------------------------------------------------
 @pytest.mark.parametrize("cores, threads", [(1, 1), (2, 2), (3, 2), (4, 3), (16, 15)])
 def test_worker_leaves_the_loop_a_core_except_where_that_would_halve_it(cores, threads):
-    from app.air_canvas import worker_threads
+    from sketch_search.app.air_canvas import worker_threads
     assert worker_threads(cores) == threads
 
 
 def test_worker_thread_cap_is_set_unless_the_user_chose(monkeypatch):
     import os
 
-    from app.air_canvas import cap_worker_threads
+    from sketch_search.app.air_canvas import cap_worker_threads
     monkeypatch.setattr(os, "cpu_count", lambda: 8)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     cap_worker_threads()

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from common.errors import BlankSketchError
 from sketch.canvas import BLACK, ERASER_WIDTH, GREEN, RED, Canvas, Stroke
+from sketch_search.common.errors import BlankSketchError
 
 W, H = 640, 480
 

@@ -11,7 +11,7 @@ from transformers import BlipConfig, BlipForConditionalGeneration
 
 from captioning.blip import BlipCaptioner, load_seed_state_dict
 from checkpoints import layout
-from common.errors import CheckpointFormatError
+from sketch_search.common.errors import CheckpointFormatError
 from tools.fixtures.tiny_models.blip import OUTPUT_MATRIX, WORD_EMBEDDINGS, write_seed_blip_file, write_tiny_blip
 
 

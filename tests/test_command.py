@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from common.command import exit_status
-from common.errors import GalleryError
-from common.files import is_photo_name, write_atomically, write_text_atomically
+from sketch_search.common.command import exit_status
+from sketch_search.common.errors import GalleryError
+from sketch_search.common.files import is_photo_name, write_atomically, write_text_atomically
 from tests.conftest import ROOT
 
 

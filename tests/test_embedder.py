@@ -10,8 +10,8 @@ import torch
 from PIL import Image
 
 from checkpoints import layout
-from common.errors import CheckpointFormatError, MissingCheckpointError
 from retrieval.embedder import DinoEmbedder
+from sketch_search.common.errors import CheckpointFormatError, MissingCheckpointError
 from tools.fixtures.tiny_models import dinov3
 from tools.fixtures.tiny_models.dinov2 import IMAGE_SIZE, RESIZE_SHORTEST, write_tiny_dinov2
 from tools.fixtures.tiny_models.dinov3 import write_tiny_dinov3
@@ -146,8 +146,8 @@ def test_a_dinov3_folder_where_dinov2_belongs_is_refused(dinov3_dir, tmp_path):
 def test_the_flags_choose_dinov3_and_plan_its_folder(dinov3_dir):
     import argparse
 
-    from app.cli import add_model_arguments, settings_from
-    from app.model_plan import plan_models
+    from sketch_search.app.cli import add_model_arguments, settings_from
+    from sketch_search.app.model_plan import plan_models
     parser = argparse.ArgumentParser()
     add_model_arguments(parser)
     assert settings_from(parser.parse_args([])).embedder == "base"

@@ -13,8 +13,8 @@ from PIL import Image, ImageDraw
 from skimage import data as skimage_data
 from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
 
-from app.settings import Settings
-from common.errors import DatasetError, GalleryError, MissingCheckpointError
+from sketch_search.app.settings import Settings
+from sketch_search.common.errors import DatasetError, GalleryError, MissingCheckpointError
 from tools.clip_embedder import ClipEmbedder
 from tools.evaluate_retrieval import EvalConfig, Evaluator, main, write_reports
 from tools.fixtures.tiny_checkpoints import write_tiny_checkpoints

@@ -7,8 +7,8 @@ import threading
 import pytest
 
 from checkpoints import fetch, layout
-from common.command import exit_status
-from common.errors import SketchSearchError
+from sketch_search.common.command import exit_status
+from sketch_search.common.errors import SketchSearchError
 from tools.fixtures.tiny_checkpoints import write_tiny_checkpoints
 from tools.fixtures.tiny_models.sd_turbo import write_tiny_lora_file, write_tiny_sd_turbo
 
@@ -115,8 +115,8 @@ def test_fetch_saves_the_lora_file_under_the_authors_name(lora_bytes, tmp_path, 
 
 
 def test_a_lora_file_saved_under_the_old_name_is_still_used(tmp_path, capsys, monkeypatch):
-    from app.model_plan import plan_models
-    from app.settings import Settings
+    from sketch_search.app.model_plan import plan_models
+    from sketch_search.app.settings import Settings
     checkpoints = write_tiny_checkpoints(tmp_path / "ckpt")
     old = checkpoints / "sketch_to_image_stochastic.pkl"
     (checkpoints / layout.LORA_FILE).rename(old)

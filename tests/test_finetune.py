@@ -17,7 +17,7 @@ from transformers import BertTokenizer, BlipForConditionalGeneration, BlipImageP
 from captioning.blip import BlipCaptioner
 from captioning.prompt import subject_of
 from checkpoints import layout
-from common.errors import CheckpointFormatError, DatasetError, MissingCheckpointError
+from sketch_search.common.errors import CheckpointFormatError, DatasetError, MissingCheckpointError
 from tools.caption_data import load_hub_dataset, load_imagefolder
 from tools.finetune_captioner import TrainConfig, class_word, convert_seed, epoch_batches, finetune, main, split_indices
 from tools.fixtures.tiny_models.blip import (

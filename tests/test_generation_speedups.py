@@ -14,9 +14,9 @@ import pytest
 import torch
 from peft.tuners.tuners_utils import BaseTunerLayer
 
-from app import precision
-from app.precision import ModelPrecision, model_precision
 from generation.pix2pix_turbo import Pix2PixTurbo, TwinConv
+from sketch_search.app import precision
+from sketch_search.app.precision import ModelPrecision, model_precision
 from tools.fixtures.tiny_models.sd_turbo import write_tiny_lora_file, write_tiny_sd_turbo
 
 PROMPT = "a photo of a cat"
@@ -127,8 +127,8 @@ def test_model_precision_per_device(monkeypatch):
 def test_warmup_runs_every_stage_and_changes_no_answer(tmp_path):
     from PIL import Image, ImageDraw
 
-    from app.settings import Settings
-    from app.sketch_search import SketchSearch
+    from sketch_search.app.settings import Settings
+    from sketch_search.app.sketch_search import SketchSearch
     from tools.fixtures.tiny_checkpoints import write_tiny_checkpoints
     checkpoints = write_tiny_checkpoints(tmp_path / "ckpt")
     gallery = tmp_path / "gallery"

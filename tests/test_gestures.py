@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common.errors import CheckpointFormatError, MissingCheckpointError
 from sketch.gestures import (
     FINGER_JOINTS,
     FINGERS,
@@ -30,6 +29,7 @@ from sketch.gestures import (
     load_finger_model,
 )
 from sketch.tracker import PHOTO_DETECTION_CONFIDENCE, HandTracker
+from sketch_search.common.errors import CheckpointFormatError, MissingCheckpointError
 from tests.conftest import ROOT, shared_path
 from tools.evaluate_gestures import (
     LabelledPhotosError,
@@ -280,7 +280,7 @@ def test_person_groups_and_finger_labels():
     assert finger_labels(Path("asl7_IMG_1.JPG"), 3) == (0, 1, 1, 0, 1)
     assert finger_labels(Path("x.jpg"), 3) is None
     assert finger_labels(Path("x.jpg"), 4) == (0, 1, 1, 1, 1)
-    from common.errors import SketchSearchError
+    from sketch_search.common.errors import SketchSearchError
     with pytest.raises(SketchSearchError, match="folder 2"):
         finger_labels(Path("asl5_IMG_1.JPG"), 2)
 

@@ -81,7 +81,7 @@ def test_headless_requirements_keep_colab_s_own_torch_numpy_and_opencv():
     assert headless["torch"] == "" and headless["numpy"] == ""
     assert headless["opencv-python-headless"] == ">=4.12"  # the first opencv built for numpy 2
     # Everything main2.py imports (and what it imports, to the bottom) is in the list.
-    # (torchvision only as app.compat's probe: never needed.)
+    # (torchvision only as sketch_search.app.compat's probe: never needed.)
     needed = {DISTRIBUTION.get(name, name).lower() for name in third_party_imports(ROOT / "main2.py")
               if name != "torchvision"}
     assert needed - set(headless) == set(), needed - set(headless)
@@ -202,9 +202,9 @@ def test_readme_states_the_download_where_the_set_up_command_is():
 
 def test_readme_states_main2_s_gallery_and_index_defaults_as_they_are():
     import main2
-    from app.settings import Settings
     from checkpoints.layout import embedder_dir_name
     from retrieval.index import default_index_path
+    from sketch_search.app.settings import Settings
     text = readme()
     with pytest.raises(SystemExit):  # no default gallery: required
         main2.parse_args(["--image_path", "x.png"])

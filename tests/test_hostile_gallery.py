@@ -24,13 +24,13 @@ import skimage.data
 from PIL import Image, ImageDraw
 
 import main2
-from app.results_grid import render_results_grid
-from common.command import exit_status
-from common.errors import GalleryError, NotAnImageError
-from common.names import display_name
 from retrieval.embedder import DinoEmbedder
 from retrieval.images import load_image
 from retrieval.index import GalleryIndex
+from sketch_search.app.results_grid import render_results_grid
+from sketch_search.common.command import exit_status
+from sketch_search.common.errors import GalleryError, NotAnImageError
+from sketch_search.common.names import display_name
 from tools.fixtures.tiny_checkpoints import write_tiny_checkpoints
 from tools.fixtures.tiny_models.dinov2 import write_tiny_dinov2
 

@@ -8,9 +8,9 @@ import pytest
 import skimage.data
 from PIL import Image
 
-from common.errors import NotAnImageError
-from common.files import PHOTO_EXTENSIONS, is_photo_name
 from retrieval.images import load_image, register_heif
+from sketch_search.common.errors import NotAnImageError
+from sketch_search.common.files import PHOTO_EXTENSIONS, is_photo_name
 
 ORIENTATION = 0x0112  # EXIF tag
 

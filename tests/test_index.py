@@ -17,10 +17,10 @@ import skimage.data
 from PIL import Image
 
 import retrieval.index as index_module
-from common.errors import GalleryError
 from retrieval.embedder import DinoEmbedder
 from retrieval.images import load_image, register_heif
 from retrieval.index import GalleryIndex, IndexReport, default_index_path
+from sketch_search.common.errors import GalleryError
 from tools.fixtures.tiny_models.dinov2 import write_tiny_dinov2
 
 PHOTOS = {  # relative path -> real photo

@@ -38,8 +38,8 @@ DT = 1.0 / FPS
 
 @pytest.fixture(scope="module")
 def search(tiny_checkpoints):
-    from app.settings import Settings
-    from app.sketch_search import SketchSearch
+    from sketch_search.app.settings import Settings
+    from sketch_search.app.sketch_search import SketchSearch
     return SketchSearch(Settings(checkpoints=tiny_checkpoints, show_progress=False, top_k=3))
 
 
@@ -85,7 +85,7 @@ class Hand:
 
 
 def start_app(search, gallery, tmp_path, live="preview", pause=1.0):
-    from app.air_canvas import AirCanvasApp, AppOptions
+    from sketch_search.app.air_canvas import AirCanvasApp, AppOptions
     app = AirCanvasApp(AppOptions(source=0, sketch_dir=tmp_path / "sketches", gallery=gallery,
                                   window=False, live=live, pause=pause,
                                   events=tmp_path / "events.jsonl"), search)
@@ -251,8 +251,8 @@ def test_status_line_shows_the_stage_and_the_time_left(search, gallery, tmp_path
 
 # -- cancellation inside the models -----------------------------------------------------------------
 def test_generator_stops_between_blocks_when_cancelled(search):
-    from common.cancel import Cancelled
     from generation.preprocess import prepare_sketch
+    from sketch_search.common.cancel import Cancelled
 
     search.load()
     sketch = prepare_sketch(Image.open(ROOT / "examples" / "sketches" / "cat.png"))

@@ -12,9 +12,9 @@ import torch
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from common.errors import CheckpointFormatError, MissingCheckpointError
 from generation.lora_file import canonical_key, load_lora_file, save_lora_file
 from generation.pix2pix_turbo import Pix2PixTurbo
+from sketch_search.common.errors import CheckpointFormatError, MissingCheckpointError
 from tools.fixtures.tiny_models.sd_turbo import (
     build_authors_model,
     tiny_vae,
@@ -272,8 +272,8 @@ def test_a_training_script_file_runs_as_the_authors_deterministic_pass(tiny, cap
 
 
 def test_generator_flag_names_a_training_file(tiny, tmp_path):
-    from app.model_plan import plan_models
-    from app.settings import Settings
+    from sketch_search.app.model_plan import plan_models
+    from sketch_search.app.settings import Settings
     from tools.fixtures.tiny_checkpoints import write_tiny_checkpoints
     checkpoints = write_tiny_checkpoints(tmp_path / "ckpt")
     own = write_tiny_training_file(tmp_path / "mine.pkl", checkpoints / "sd-turbo")

@@ -15,9 +15,9 @@ from transformers import ViTConfig, ViTModel
 
 from captioning.blip import BlipCaptioner
 from checkpoints import layout
-from common.errors import CheckpointFormatError
 from generation.pix2pix_turbo import Pix2PixTurbo
 from retrieval.embedder import DinoEmbedder
+from sketch_search.common.errors import CheckpointFormatError
 from tools.fixtures.tiny_models.blip import write_tiny_blip
 from tools.fixtures.tiny_models.dinov2 import write_tiny_dinov2
 from tools.fixtures.tiny_models.sd_turbo import write_tiny_lora_file, write_tiny_sd_turbo
@@ -169,8 +169,8 @@ def test_a_unet_where_the_vae_belongs_is_refused(good, tmp_path):
 
 def test_a_swapped_folder_is_refused_before_any_model_loads(good, tmp_path):
     """The torch-free plan reads the folders' config.json: no model work before the one line."""
-    from app.model_plan import plan_models
-    from app.settings import Settings
+    from sketch_search.app.model_plan import plan_models
+    from sketch_search.app.settings import Settings
     checkpoints = tmp_path / "ckpt"
     _copy(good["blip"], checkpoints / DINO_DIR)
     _copy(good["dino"], checkpoints / BLIP_DIR)

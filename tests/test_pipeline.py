@@ -5,9 +5,9 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from app.settings import Settings
-from app.sketch_search import SketchSearch
-from common.errors import BlankSketchError, MissingCheckpointError
+from sketch_search.app.settings import Settings
+from sketch_search.app.sketch_search import SketchSearch
+from sketch_search.common.errors import BlankSketchError, MissingCheckpointError
 from tools.fixtures.tiny_checkpoints import write_tiny_checkpoints
 
 

@@ -17,8 +17,8 @@ from diffusers import DDPMScheduler
 from diffusers.utils.peft_utils import set_weights_and_activate_adapters
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from common.errors import MissingCheckpointError
 from generation.pix2pix_turbo import Pix2PixTurbo
+from sketch_search.common.errors import MissingCheckpointError
 from tools.fixtures.tiny_models.sd_turbo import build_authors_model, write_tiny_lora_file, write_tiny_sd_turbo
 
 PROMPT = "a photo of a cat"

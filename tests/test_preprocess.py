@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from common.errors import BlankSketchError
 from generation.preprocess import prepare_sketch, stroke_colour, stroke_mask
 from retrieval.images import load_image
 from sketch.canvas import BLACK, GREEN, RED, Canvas
+from sketch_search.common.errors import BlankSketchError
 from tests.conftest import ROOT
 
 

@@ -1,8 +1,10 @@
 """The layout's rules, checked on the code itself: every import points down, no loops between
 packages, the window never imports torch, and missing models are reported before torch loads.
 
-Layers, top to bottom: entry points (main.py, main2.py, tools/, bench/, tests/) -> wiring (app/)
--> stages (sketch/, captioning/, generation/, retrieval/, device/, checkpoints/) -> common/.
+Layers, top to bottom: entry points (main.py, main2.py, the `sketch-search` command in
+sketch_search/__main__.py, tools/, bench/, tests/) -> wiring (sketch_search/app/) -> stages (sketch/,
+captioning/, generation/, retrieval/, device/, checkpoints/) -> sketch_search/common/ (and the
+package's own __init__, which holds only the version).
 """
 from __future__ import annotations
 
@@ -16,13 +18,23 @@ from tests.conftest import ROOT
 
 ENTRY, WIRING, STAGE, GROUND = 3, 2, 1, 0
 LAYERS = {"main": ENTRY, "main2": ENTRY, "tools": ENTRY, "bench": ENTRY, "tests": ENTRY,
-          "app": WIRING, "sketch": STAGE, "captioning": STAGE, "generation": STAGE,
-          "retrieval": STAGE, "device": STAGE, "checkpoints": STAGE, "common": GROUND}
+          "sketch_search.__main__": ENTRY, "sketch_search": GROUND,
+          "sketch_search.app": WIRING, "sketch": STAGE, "captioning": STAGE, "generation": STAGE,
+          "retrieval": STAGE, "device": STAGE, "checkpoints": STAGE, "sketch_search.common": GROUND}
+
+
+def unit_of(module: str) -> str:
+    """The layer unit a module belongs to: its top-level package, or for the program's own
+    package its sub-package (`sketch_search.app`, `sketch_search.common`, `sketch_search.__main__`)."""
+    parts = module.split(".")
+    if parts[0] == "sketch_search" and len(parts) > 1 and f"sketch_search.{parts[1]}" in LAYERS:
+        return f"sketch_search.{parts[1]}"
+    return parts[0]
 
 
 def our_modules() -> dict[str, Path]:
     paths = [ROOT / "main.py", ROOT / "main2.py"]
-    for package in LAYERS:
+    for package in {p.split(".")[0] for p in LAYERS}:
         if (ROOT / package).is_dir():
             paths += sorted((ROOT / package).rglob("*.py"))
     modules = {}
@@ -40,22 +52,22 @@ def imports_of(path: Path) -> set[str]:
             found |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             found.add(node.module)
-    return {name for name in found if name.split(".")[0] in LAYERS}
+    return {name for name in found if unit_of(name) in LAYERS}
 
 
 def test_every_import_points_down_or_sideways_within_a_package():
     upward = []
     for name, path in our_modules().items():
-        package = name.split(".")[0]
+        package = unit_of(name)
         entry_point = path.name in ("__main__.py", "fetch.py")  # `python -m device`, `-m checkpoints.fetch`
         for target in imports_of(path):
-            top = target.split(".")[0]
+            top = unit_of(target)
             if top == package:
                 continue
             allowed = LAYERS[top] < LAYERS[package] or LAYERS[top] == LAYERS[package] != WIRING
             if LAYERS[package] == ENTRY and package != "tests" and top in ("tests", "main", "main2", "bench"):
                 allowed = False  # tools and bench stand alone: never on the tests or each other
-            if entry_point and top == "common":
+            if entry_point and top == "sketch_search.common":
                 allowed = True
             if not allowed:
                 upward.append(f"{name} imports {target}")
@@ -65,9 +77,9 @@ def test_every_import_points_down_or_sideways_within_a_package():
 def test_no_import_loop_between_packages():
     edges: dict[str, set[str]] = {}
     for name, path in our_modules().items():
-        package = name.split(".")[0]
+        package = unit_of(name)
         edges.setdefault(package, set()).update(
-            t.split(".")[0] for t in imports_of(path) if t.split(".")[0] != package)
+            unit_of(t) for t in imports_of(path) if unit_of(t) != package)
 
     def reaches(start: str, goal: str, seen: set[str]) -> bool:
         return any(n == goal or (n not in seen and reaches(n, goal, seen | {n})) for n in edges.get(start, ()))
@@ -77,7 +89,7 @@ def test_no_import_loop_between_packages():
 
 
 def test_the_runtime_never_imports_a_tool():
-    runtime = [n for n in our_modules() if LAYERS[n.split(".")[0]] < ENTRY or n in ("main", "main2")]
+    runtime = [n for n in our_modules() if LAYERS[unit_of(n)] < ENTRY or n in ("main", "main2")]
     leaks = [f"{n} imports {t}" for n in runtime for t in imports_of(our_modules()[n])
              if t.split(".")[0] in ("tools", "bench", "tests")]
     assert not leaks, leaks
@@ -88,8 +100,8 @@ def python(code: str) -> subprocess.CompletedProcess:
 
 
 def test_the_window_loop_and_sketch_never_import_torch():
-    modules = [n for n in our_modules() if n.startswith("sketch")] + ["app.air_canvas", "app.search_worker",
-                                                                       "app.cli", "app.model_plan", "app.time_left", "main"]
+    modules = [n for n in our_modules() if n.split(".")[0] == "sketch"] + ["sketch_search.app.air_canvas", "sketch_search.app.search_worker",
+                                                                       "sketch_search.app.cli", "sketch_search.app.model_plan", "sketch_search.app.time_left", "main"]
     code = "import sys\n" + "".join(f"import {m}\n" for m in modules) + "print('torch' in sys.modules)"
     result = python(code)
     assert result.returncode == 0, result.stderr

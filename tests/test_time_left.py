@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from app.time_left import TimeLeft
+from sketch_search.app.time_left import TimeLeft
 from tests.conftest import ROOT
 
 STAGES = TimeLeft.STAGES

@@ -16,9 +16,9 @@ from typing import Protocol
 
 from PIL import Image
 
-from common.errors import DatasetError
-from common.files import is_photo_name
 from retrieval.images import load_image
+from sketch_search.common.errors import DatasetError
+from sketch_search.common.files import is_photo_name
 
 log = logging.getLogger(__name__)
 

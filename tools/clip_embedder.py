@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from PIL import Image
 from transformers import CLIPModel, CLIPProcessor
 
-from common.errors import MissingCheckpointError
+from sketch_search.common.errors import MissingCheckpointError
 
 log = logging.getLogger(__name__)
 

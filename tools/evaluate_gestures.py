@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from common.command import run_command, setup_logging
-from common.errors import NotAnImageError, SketchSearchError
-from common.files import is_photo_name
 from sketch.gestures import FingerModel, count_extended_fingers
 from sketch.tracker import Hand, HandTracker
+from sketch_search.common.command import run_command, setup_logging
+from sketch_search.common.errors import NotAnImageError, SketchSearchError
+from sketch_search.common.files import is_photo_name
 
 logger = logging.getLogger(__name__)
 

@@ -32,15 +32,15 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from app.cli import add_model_arguments, positive_int, quiet_model_libraries, settings_from
-from app.settings import Settings
 from captioning.prompt import subject_of
-from common.command import run_command, setup_logging
-from common.errors import BlankSketchError, DatasetError, GalleryError, NotAnImageError, SketchSearchError
-from common.files import is_photo_name, write_text_atomically
 from generation.preprocess import prepare_sketch
 from retrieval.images import load_image
 from retrieval.search import top_k
+from sketch_search.app.cli import add_model_arguments, positive_int, quiet_model_libraries, settings_from
+from sketch_search.app.settings import Settings
+from sketch_search.common.command import run_command, setup_logging
+from sketch_search.common.errors import BlankSketchError, DatasetError, GalleryError, NotAnImageError, SketchSearchError
+from sketch_search.common.files import is_photo_name, write_text_atomically
 from tools.retrieval_metrics import mean_metrics, metric_names, query_metrics
 
 log = logging.getLogger(__name__)
@@ -185,7 +185,7 @@ class Evaluator:
         return tuple(needed)
 
     def load(self) -> None:
-        from app.sketch_search import SketchSearch
+        from sketch_search.app.sketch_search import SketchSearch
         self.search = SketchSearch(self.config.settings)
         self.search.load(stages=self.stages())
         if "caption" in self.modes:

@@ -34,14 +34,14 @@ import torch
 from tqdm import tqdm
 from transformers import BlipForConditionalGeneration, BlipProcessor
 
-from app.cli import quiet_model_libraries
-from app.precision import TRAINING_PRECISIONS as PRECISIONS
-from app.precision import pick_device, training_autocast
 from captioning.blip import MAX_NEW_TOKENS, BlipCaptioner
 from captioning.prompt import subject_of
 from checkpoints import layout
-from common.command import run_command, setup_logging
-from common.errors import DatasetError, MissingCheckpointError, SketchSearchError
+from sketch_search.app.cli import quiet_model_libraries
+from sketch_search.app.precision import TRAINING_PRECISIONS as PRECISIONS
+from sketch_search.app.precision import pick_device, training_autocast
+from sketch_search.common.command import run_command, setup_logging
+from sketch_search.common.errors import DatasetError, MissingCheckpointError, SketchSearchError
 from tools.caption_data import CaptionPairs, load_hub_dataset, load_imagefolder
 from tools.training_state import Progress, load_state, read_progress, save_state, state_dir
 

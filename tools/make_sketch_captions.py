@@ -22,9 +22,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from captioning.prompt import DEFAULT_TEMPLATE
-from common.command import run_command, setup_logging
-from common.errors import DatasetError
-from common.files import is_photo_name, write_text_atomically
+from sketch_search.common.command import run_command, setup_logging
+from sketch_search.common.errors import DatasetError
+from sketch_search.common.files import is_photo_name, write_text_atomically
 
 log = logging.getLogger(__name__)
 

@@ -23,8 +23,6 @@ from pathlib import Path
 
 import numpy as np
 
-from common.command import run_command, setup_logging
-from common.errors import SketchSearchError
 from sketch.gestures import (
     FEATURE_NAMES,
     FINGERS,
@@ -33,6 +31,8 @@ from sketch.gestures import (
     FingerModel,
     finger_features,
 )
+from sketch_search.common.command import run_command, setup_logging
+from sketch_search.common.errors import SketchSearchError
 from tools.evaluate_gestures import detect_photos, labelled_photos, rotation_angles
 
 logger = logging.getLogger(__name__)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
-from common.errors import CheckpointFormatError
-from common.files import write_atomically
+from sketch_search.common.errors import CheckpointFormatError
+from sketch_search.common.files import write_atomically
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ import signal
 import sys
 from collections.abc import Callable
 
-from common.errors import SketchSearchError
+from sketch_search.common.errors import SketchSearchError
 
 USER_ERROR = 2
 INTERRUPTED = 130

@@ -14,8 +14,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.errors import SketchSearchError
-from common.files import write_atomically
+from sketch_search.common.errors import SketchSearchError
+from sketch_search.common.files import write_atomically
 
 GRID_SUFFIX = "_results"
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
-from common.names import display_name
+from sketch_search.common.names import display_name
 
 TILE = 256
 LABEL = 40

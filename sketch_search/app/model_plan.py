@@ -9,9 +9,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.settings import Settings
 from checkpoints import layout
-from common.errors import MissingCheckpointError
+from sketch_search.app.settings import Settings
+from sketch_search.common.errors import MissingCheckpointError
 
 # The models a SketchSearch holds, by the stage that uses them.
 MODEL_STAGES = ("captioner", "generator", "embedder")

@@ -15,7 +15,7 @@ import pickle
 from collections.abc import Iterable
 from pathlib import Path
 
-from common.errors import CheckpointFormatError, MissingCheckpointError
+from sketch_search.common.errors import CheckpointFormatError, MissingCheckpointError
 
 log = logging.getLogger(__name__)
 

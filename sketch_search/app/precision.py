@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-from common.errors import MissingCheckpointError
+from sketch_search.common.errors import MissingCheckpointError
 
 
 def _mps_available() -> bool:

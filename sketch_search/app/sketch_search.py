@@ -22,19 +22,19 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from app.model_plan import MODEL_STAGES, plan_models
-from app.precision import placement
-from app.settings import Settings
 from captioning.blip import BlipCaptioner
 from captioning.prompt import build_prompt
 from checkpoints import layout
-from common.cancel import CancelCheck, check, checked_modules
-from common.errors import GalleryError
 from generation.pix2pix_turbo import Pix2PixTurbo
 from generation.preprocess import PreparedSketch, prepare_sketch
 from retrieval.embedder import DinoEmbedder
 from retrieval.index import GalleryIndex, IndexReport, default_index_path
 from retrieval.search import VectorSearch
+from sketch_search.app.model_plan import MODEL_STAGES, plan_models
+from sketch_search.app.precision import placement
+from sketch_search.app.settings import Settings
+from sketch_search.common.cancel import CancelCheck, check, checked_modules
+from sketch_search.common.errors import GalleryError
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +163,7 @@ class SketchSearch:
         """Sketch -> caption, prompt, generated image and its vector, with seconds per stage.
 
         Raises BlankSketchError on an empty sketch, before any model runs, and
-        common.cancel.Cancelled soon after `cancelled()` turns True (each model checks it
+        sketch_search.common.cancel.Cancelled soon after `cancelled()` turns True (each model checks it
         between its blocks).
         """
         timings: dict[str, float] = {}
@@ -219,7 +219,7 @@ class SketchSearch:
     def query(self, image: Image.Image, stage: StatusFn | None = None,
               cancelled: CancelCheck | None = None) -> QueryResult:
         """Search the indexed gallery with a sketch. Raises BlankSketchError on an empty one and
-        common.cancel.Cancelled when `cancelled()` turns True while it runs."""
+        sketch_search.common.cancel.Cancelled when `cancelled()` turns True while it runs."""
         start = time.perf_counter()
         encoded = self.encode(image, stage, cancelled)
         timings = dict(encoded.timings)

@@ -31,13 +31,13 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from app.outputs import save_query_files
-from app.time_left import TimeLeft
-from common.cancel import CancelCheck, Cancelled
-from common.errors import BlankSketchError, SketchSearchError
-from common.files import write_text_atomically
-from common.names import display_name
 from sketch import overlay
+from sketch_search.app.outputs import save_query_files
+from sketch_search.app.time_left import TimeLeft
+from sketch_search.common.cancel import CancelCheck, Cancelled
+from sketch_search.common.errors import BlankSketchError, SketchSearchError
+from sketch_search.common.files import write_text_atomically
+from sketch_search.common.names import display_name
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ class SearchOutcome:
 
 
 class SearchBackend(Protocol):
-    """What the worker needs of the pipeline (app.sketch_search.SketchSearch), without torch."""
+    """What the worker needs of the pipeline (sketch_search.app.sketch_search.SketchSearch), without torch."""
 
     @property
     def gallery_size(self) -> int: ...

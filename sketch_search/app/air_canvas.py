@@ -24,15 +24,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from app.search_worker import EventLog, SearchWorker, image_key
-from common.errors import BlankSketchError, CameraError, SketchSearchError
-from common.files import write_atomically
-from common.names import display_name
 from sketch import overlay
 from sketch.air_pen import DRAWING_TOOLS, AirPen
 from sketch.camera import FrameSource
 from sketch.canvas import Canvas
 from sketch.tracker import HandTracker
+from sketch_search.app.search_worker import EventLog, SearchWorker, image_key
+from sketch_search.common.errors import BlankSketchError, CameraError, SketchSearchError
+from sketch_search.common.files import write_atomically
+from sketch_search.common.names import display_name
 
 log = logging.getLogger(__name__)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from app.settings import DEVICES, EMBEDDERS, PRECISIONS, Settings
-from common.errors import SketchSearchError
+from sketch_search.app.settings import DEVICES, EMBEDDERS, PRECISIONS, Settings
+from sketch_search.common.errors import SketchSearchError
 
 
 def unit_interval(text: str) -> float:
@@ -92,9 +92,9 @@ def quiet_model_libraries() -> None:
     """The model libraries' own loading bars and advice would drown the program's output.
 
     Call it before anything imports transformers: it first hides a torchvision that does not fit
-    the installed torch (app.compat), which would otherwise stop transformers from loading BLIP.
+    the installed torch (sketch_search.app.compat), which would otherwise stop transformers from loading BLIP.
     """
-    from app.compat import hide_broken_torchvision
+    from sketch_search.sketch_search.app.compat import hide_broken_torchvision
     hide_broken_torchvision()
     import diffusers
     import transformers

@@ -1,4 +1,4 @@
-"""Library mismatches the program survives. Imported before transformers (app.cli.quiet_model_libraries).
+"""Library mismatches the program survives. Imported before transformers (sketch_search.app.cli.quiet_model_libraries).
 
 A torchvision that does not fit the installed torch (Colab after torch was replaced: `operator
 torchvision::nms does not exist`) fails on import, and transformers imports it whenever it is
