@@ -36,7 +36,7 @@ from generation import DEFAULT_GAMMA
 from generation.lora_file import LoraFile, canonical_key, load_lora_file, map_state_dict, unet_file_key, vae_file_key
 from sketch_search.common.cancel import CancelCheck, check, checked_modules
 from sketch_search.common.errors import MissingCheckpointError
-from sketch_search.sketch_search.common.model_files import load_model_folder
+from sketch_search.common.model_files import load_model_folder
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from transformers.utils import cached_file
 
 from checkpoints.layout import DINOV2_TYPE, DINOV3_TYPE, FETCH_COMMAND, family_of_dir_name
 from sketch_search.common.errors import CheckpointFormatError, MissingCheckpointError
-from sketch_search.sketch_search.common.model_files import load_model_folder, read_config
+from sketch_search.common.model_files import load_model_folder, read_config
 
 log = logging.getLogger(__name__)
 

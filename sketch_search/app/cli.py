@@ -94,7 +94,7 @@ def quiet_model_libraries() -> None:
     Call it before anything imports transformers: it first hides a torchvision that does not fit
     the installed torch (sketch_search.app.compat), which would otherwise stop transformers from loading BLIP.
     """
-    from sketch_search.sketch_search.app.compat import hide_broken_torchvision
+    from sketch_search.app.compat import hide_broken_torchvision
     hide_broken_torchvision()
     import diffusers
     import transformers
