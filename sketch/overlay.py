@@ -10,6 +10,7 @@ panel's top until a save's final results replace it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -48,6 +49,16 @@ HELP_LINES = [
 ]
 
 
+@dataclass(frozen=True)
+class ResultPhoto:
+    """One match as the window shows it: the photo's path in the gallery (to open it), its name
+    as shown (display_name), its cosine score and a thumbnail (None: gone since indexing)."""
+    path: Path
+    name: str
+    score: float
+    thumbnail: np.ndarray | None = None
+
+
 @dataclass
 class ResultsView:
     """One search's results, as images ready to paste (BGR arrays).
@@ -58,7 +69,7 @@ class ResultsView:
     sketch: np.ndarray
     generated: np.ndarray | None
     caption: str
-    photos: list[tuple[str, float, np.ndarray | None]] = field(default_factory=list)  # name, score, thumb
+    photos: list[ResultPhoto] = field(default_factory=list)   # best first
     gallery_size: int = 0
     seconds: float = 0.0
     label: str | None = None
@@ -183,7 +194,8 @@ def render_panel(height: int, results: ResultsView | None) -> np.ndarray:
         text(panel, fit_text(results.label, PANEL_WIDTH - 2 * GAP, 0.45), (GAP, RESULTS_TOP - 8), 0.45, TEXT)
     else:
         text(panel, heading, (GAP, RESULTS_TOP - 8), 0.5, TEXT)
-    for i, (name, score, thumb) in enumerate(shown):
+    for i, photo in enumerate(shown):
+        name, score, thumb = photo.name, photo.score, photo.thumbnail
         x = GAP + (i % TILE_COLUMNS) * (TILE + GAP)
         y = RESULTS_TOP + (i // TILE_COLUMNS) * (TILE + GAP)
         if thumb is None:  # removed since indexing

@@ -29,7 +29,8 @@ from sketch.air_pen import DRAWING_TOOLS, AirPen
 from sketch.camera import FrameSource
 from sketch.canvas import Canvas
 from sketch.tracker import HandTracker
-from sketch_search.app.search_worker import EventLog, SearchWorker, image_key
+from sketch_search.app.events import EventLog
+from sketch_search.app.search_worker import SearchWorker, image_key
 from sketch_search.common.errors import BlankSketchError, CameraError, SketchSearchError
 from sketch_search.common.files import write_atomically
 from sketch_search.common.names import display_name

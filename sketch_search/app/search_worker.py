@@ -32,6 +32,7 @@ import numpy as np
 from PIL import Image
 
 from sketch import overlay
+from sketch_search.app.events import EventLog
 from sketch_search.app.outputs import save_query_files
 from sketch_search.app.time_left import TimeLeft
 from sketch_search.common.cancel import CancelCheck, Cancelled
@@ -80,36 +81,6 @@ class SearchBackend(Protocol):
     def preview(self, image: Image.Image) -> Any: ...
 
 
-class EventLog:
-    """One JSON line per event ({"t": seconds since `start`, "event": name, ...}); thread-safe.
-
-    With no path it only keeps the events in memory (`events`), for tests and benchmarks.
-    """
-
-    def __init__(self, path: Path | None = None, start: float | None = None):
-        self.path = path
-        self.start = time.monotonic() if start is None else start
-        self.events: list[dict] = []
-        self._lock = threading.Lock()
-        self._file = None
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(path, "w", encoding="utf-8")  # noqa: SIM115 (closed in close())
-
-    def write(self, event: str, at: float | None = None, **fields) -> dict:
-        record = {"t": round((time.monotonic() if at is None else at) - self.start, 4), "event": event, **fields}
-        with self._lock:
-            self.events.append(record)
-            if self._file is not None:
-                self._file.write(json.dumps(record) + "\n")
-                self._file.flush()
-        return record
-
-    def close(self) -> None:
-        with self._lock:
-            if self._file is not None:
-                self._file.close()
-                self._file = None
 
 
 @dataclass
@@ -518,7 +489,7 @@ class SearchWorker:
             self.events.write("results", sketch=str(save.path), speculative=speculative,
                               save_to_results=round(save_to_results, 4))
             view = finished.view
-            best = f", best {view.photos[0][1]:.3f}" if view.photos else ""
+            best = f", best {view.photos[0].score:.3f}" if view.photos else ""
             ahead = ", ready ahead" if speculative else ""
             self._say(f"found {len(view.photos)} photos{best} ({view.seconds:.1f} s{ahead})")
             log.info("%s: results in %s", save.path.name, json_path)
@@ -546,8 +517,9 @@ class SearchWorker:
             gallery_size=self.search.gallery_size, seconds=latency, label=overlay.PREVIEW_LABEL)
         self._post(SearchOutcome(None, view=view, live=True), save=False)
 
-    def _photos(self, results) -> list[tuple[str, float, np.ndarray | None]]:
-        return [(display_name(Path(path).name), score, self._thumbnail(path)) for path, score in results]
+    def _photos(self, results) -> list[overlay.ResultPhoto]:
+        return [overlay.ResultPhoto(Path(path), display_name(Path(path).name), float(score), self._thumbnail(path))
+                for path, score in results]
 
     def _thumbnail(self, path) -> np.ndarray | None:
         try:
