@@ -152,6 +152,7 @@ def _show(client: Client, transport: str, model: str, origin: PhoneOrigin, name:
         run_shell(client, transport, ["am", "broadcast", "-a", SCAN_ACTION, "-d",
                                       _file_uri(storage_path)], timeout)
         give_up = time.monotonic() + SCAN_WAIT_S
+        media_id = _media_id(client, transport, storage_path, timeout)
         while media_id is None and time.monotonic() < give_up:
             time.sleep(SCAN_POLL_S)
             media_id = _media_id(client, transport, storage_path, timeout)
