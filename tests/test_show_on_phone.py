@@ -188,6 +188,8 @@ def test_a_locked_phone_is_reported_and_the_photo_waits_behind_the_lock(adb, pho
     assert (result.ok, result.reason) == (False, "locked")
     assert "unlock" in result.message and "IMG_0001.jpg" in result.message
     assert len(phone.started) == 1            # shown as soon as it is unlocked
+    (start,) = [shlex.split(line) for line in phone.shell_commands if " 'start' " in line]
+    assert "-W" not in start                  # not waiting for a viewer hidden by the lock
 
 
 def test_a_refused_intent_is_one_line(adb, phone, gallery):
