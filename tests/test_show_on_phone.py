@@ -248,3 +248,13 @@ def test_the_phone_the_photo_came_from_is_picked_among_several(adb, phone, galle
     finally:
         adb.disconnect(other)
         other.stop()
+
+
+def test_the_stand_in_shell_answers_adbs_own_client_over_shell_v2(adb, phone):
+    """adb 29's `adb shell` sends shell,v2,raw: to a phone offering shell_v2: framed output
+    and the exit status come back as from a real phone."""
+    answer = adb.run("-s", phone.serial, "shell", "getprop", "ro.serialno")
+    assert (answer.returncode, answer.stdout) == (0, f"{phone.serialno}\n")
+    missing = adb.run("-s", phone.serial, "shell", "no-such-command")
+    assert missing.returncode == 127 and "inaccessible or not found" in missing.stdout
+    assert phone.shell_commands[-2:] == ["getprop ro.serialno", "no-such-command"]
