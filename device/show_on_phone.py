@@ -101,7 +101,7 @@ def show_on_phone(gallery: Path, photo: Path, adb_port: int = DEFAULT_ADB_PORT,
         transport, model = _find_phone(client, origin, serial, timeout)
         return _show(client, transport, model, origin, name, timeout)
     except _NotShown as not_shown:
-        return ShowResult(False, not_shown.reason, str(not_shown))
+        return ShowResult(False, not_shown.reason, display_name(str(not_shown)))
     except (PhoneError, OSError) as error:   # the adb server gone, the link lost mid-way, ...
         log.info("show on phone: %s", error)
         return ShowResult(False, "no-phone", display_name(f"phone: {error}".splitlines()[0]))
@@ -126,8 +126,8 @@ def _find_phone(client: Client, origin: PhoneOrigin, serial: str | None,
         raise _NotShown("no-phone", f"phone {offline[0].serial} is offline: unlock it, "
                         "reconnect it and try again")
     if not phones:
-        raise _NotShown("no-phone", f"no phone connected: connect phone {origin.serial} (USB "
-                        "or `phone connect`) to show the photo there")
+        raise _NotShown("no-phone", f"no phone connected: connect phone {origin.serial} by "
+                        "USB or Wi-Fi to show the photo there")
     raise _NotShown("no-phone", f"phone {origin.serial}, where the photo came from, is not "
                     "connected")
 
