@@ -15,6 +15,7 @@ import pytest
 
 from device.phone_sync import sync_phone
 from device.show_on_phone import PhoneOrigin, phone_origin, show_on_phone
+from device.sync_state import SyncedPhoto, SyncState
 from tools.fixtures.fake_phone import MEDIA_URI, AdbServer, FakePhone
 
 CAMERA = "DCIM/Camera"
@@ -132,6 +133,21 @@ def test_origin_comes_from_the_sync_record(phone, gallery, tmp_path, monkeypatch
     assert not (tmp_path / "never-synced").exists()      # looking creates nothing
 
 
+def test_a_record_with_a_path_no_phone_could_hold_is_not_an_origin(tmp_path):
+    """The sync record lies in the gallery, which anyone may have written to."""
+    gallery = tmp_path / "gallery"
+    bad = {"newline.jpg": "/sdcard/DCIM/a\n; reboot.jpg", "relative.jpg": "DCIM/Camera/x.jpg",
+           "long.jpg": "/sdcard/" + "x" * 2000 + ".jpg", "escape.jpg": "/sdcard/\x1b[2J.jpg"}
+    with SyncState(gallery) as state:
+        for local_name, device_path in bad.items():
+            state.record("R5CW30ABCDE", SyncedPhoto(device_path, 1, 1, local_name))
+        state.record("R5CW30ABCDE", SyncedPhoto("/sdcard/DCIM/fine.jpg", 1, 1, "fine.jpg"))
+    for local_name in bad:
+        assert phone_origin(gallery, gallery / local_name) is None, local_name
+    assert phone_origin(gallery, gallery / "fine.jpg") == PhoneOrigin("R5CW30ABCDE",
+                                                                      "/sdcard/DCIM/fine.jpg")
+
+
 def test_a_photo_not_from_a_phone_says_so_and_asks_nothing(adb, phone, gallery):
     mine = gallery / "scanned.jpg"
     mine.write_bytes(b"from a scanner")
@@ -214,6 +230,23 @@ def test_no_adb_server_is_no_phone_not_an_exception(phone, gallery, tmp_path, mo
     result = show_on_phone(gallery, local(gallery, phone, "IMG_0001.jpg"), adb_port=free_port())
     assert (result.ok, result.reason) == (False, "no-phone")
     assert "adb" in result.message
+
+
+def test_an_offline_phone_is_reported(adb, phone, gallery, tmp_path):
+    adb.disconnect(phone)
+    silent = FakePhone(tmp_path, offline=True).start()
+    connecting = adb.connect_in_background(silent)
+    try:
+        adb.wait_for_state(silent.serial, "offline")
+        result = show_on_phone(gallery, local(gallery, phone, "IMG_0001.jpg"),
+                               adb_port=adb.port)
+        assert (result.ok, result.reason) == (False, "no-phone")
+        assert "offline" in result.message
+    finally:
+        connecting.kill()
+        connecting.wait()
+        adb.disconnect(silent)
+        silent.stop()
 
 
 def test_an_unauthorised_phone_is_reported(adb, phone, gallery, tmp_path):
