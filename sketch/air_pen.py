@@ -12,6 +12,7 @@ from sketch.tracker import Hand
 HOLD_SECONDS = 0.6          # how long the save gesture is held before it fires
 STABLE_FRAMES = 3           # frames a gesture must persist before the tool changes
 INDEX_FINGERTIP = 8
+POINTER_KNUCKLE = 5         # the index finger's base knuckle: steady whether the hand is a fist or not
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,8 @@ class AirPen:
         self.smoother = OneEuroFilter()
         self.gesture = Gesture.PEN_UP
         self.cursor: tuple[float, float] | None = None   # smoothed index fingertip, view pixels
+        self.pointer_smoother = OneEuroFilter()
+        self._knuckle: tuple[float, float] | None = None  # smoothed, view pixels
         self._hold_start: float | None = None
         self._hold_fired = False
         self._last_t: float | None = None
@@ -64,6 +67,12 @@ class AirPen:
             return None
         return min(1.0, (self._last_t - self._hold_start) / self.hold_seconds)
 
+    @property
+    def pointer(self) -> tuple[float, float] | None:
+        """Where a hand that is not drawing points (the smoothed index-finger base knuckle, view
+        pixels) while the pen is up and a hand is seen; None while drawing or with no hand."""
+        return self._knuckle if self.gesture is Gesture.PEN_UP else None
+
     def update(self, hand: Hand | None, t: float) -> bool:
         """Take one frame's hand (or None) at time `t`; True when the save gesture completes."""
         self._last_t = t
@@ -78,9 +87,12 @@ class AirPen:
             self.smoother.reset()  # a new stroke starts where the finger is, not where it was
 
         if hand is None:
-            self.cursor = None
+            self.cursor = self._knuckle = None
             self.smoother.reset()  # the hand may come back anywhere
+            self.pointer_smoother.reset()
         else:
+            knuckle = hand.landmarks[POINTER_KNUCKLE, :2] * (self.canvas.width, self.canvas.height)
+            self._knuckle = tuple(float(v) for v in self.pointer_smoother(knuckle, t))
             x, y = hand.landmarks[INDEX_FINGERTIP, :2] * (self.canvas.width, self.canvas.height)
             self.cursor = tuple(float(v) for v in self.smoother((x, y), t))
             # While fingers are changing (raw differs from the held tool) the pen pauses, so
