@@ -196,17 +196,10 @@ class PhotoViewer:
         if self.gallery is None:
             return PhoneCheck(path, False, "no gallery")
         from device.show_on_phone import phone_origin
-        try:
-            origin = phone_origin(self.gallery, path)
-        except SketchSearchError as exc:
-            log.warning("cannot tell where %s came from: %s", path, exc)
-            return PhoneCheck(path, False, "no sync record")
+        origin = phone_origin(self.gallery, path)
         return PhoneCheck(path, origin is not None, None if origin is not None else "not from a phone")
 
     def _show(self, path: Path) -> PhoneShown:
-        from device.show_on_phone import show_on_phone
-        try:
-            result = show_on_phone(self.gallery, path, adb_port=self.adb_port, serial=self.serial)
-        except SketchSearchError as exc:   # the device module answers with a result; be safe
-            return PhoneShown(path, False, "refused", str(exc))
+        from device.show_on_phone import show_on_phone  # answers every failure with a result
+        result = show_on_phone(self.gallery, path, adb_port=self.adb_port, serial=self.serial)
         return PhoneShown(path, bool(result.ok), result.reason, result.message)
