@@ -43,9 +43,15 @@ HELP_LINES = [
     "  5 fingers   eraser",
     "  fist / no hand   pen up",
     "  1 finger, hold   save and search",
+    "  both hands open, hold   clear",
     "",
-    "Keys:  R clear   Z undo   S save + search",
-    "       Q or Esc quit",
+    "A fist moves the pointer (white dot): rest it",
+    "on a button for a second to press it.",
+    "",
+    "Keys:  R clear   Z undo   Y redo   S save",
+    "       H help   1-5 open a match   N / P next,",
+    "       previous   B back   M show on phone",
+    "       Q quit   Esc back or quit",
 ]
 
 
@@ -253,20 +259,28 @@ def _centred(view: np.ndarray, line: str, center: tuple[int, int], scale: float,
     text(view, line, (center[0] - w // 2, center[1] + h // 2), scale, color, thickness)
 
 
-def draw_button(view: np.ndarray, control, font_scale: float, hovered: bool = False) -> None:
-    """A control as a large labelled button; a disabled one greyed, with its reason under the label."""
+def draw_button(view: np.ndarray, control, font_scale: float, hovered: bool = False,
+                progress: float | None = None) -> None:
+    """A control as a large labelled button ("\n" splits the label into lines); a disabled one
+    greyed, with its reason under the label; a held one fills from the bottom as the hold goes."""
     x, y, w, h = control.rect
     fill = QUIT_BG if control.name == "quit" else BUTTON_BG
     _blend(view, control.rect, fill if control.enabled else (30, 30, 30), 0.8)
+    if progress is not None and control.enabled:
+        filled = int(round(h * min(max(progress, 0.0), 1.0)))
+        if filled > 0:
+            _blend(view, (x, y + h - filled, w, filled), ACCENT, 0.45)
     edge = ACCENT if hovered and control.enabled else (BUTTON_EDGE if control.enabled else BUTTON_OFF)
     cv2.rectangle(view, (x, y), (x + w - 1, y + h - 1), edge, 3 if hovered else 2, cv2.LINE_AA)
     label_color = TEXT if control.enabled else BUTTON_OFF
-    if control.enabled or not control.reason:
-        _centred(view, fit_text(control.label, w - 8, font_scale), (x + w // 2, y + h // 2),
+    lines = control.label.split("\n")
+    line_h = int(34 * font_scale)
+    middle = y + h // 2 - (0 if control.enabled or not control.reason else h // 6)
+    for i, line in enumerate(lines):
+        offset = int((i - (len(lines) - 1) / 2) * line_h)
+        _centred(view, fit_text(line, w - 8, font_scale), (x + w // 2, middle + offset),
                  font_scale, label_color)
-    else:
-        _centred(view, fit_text(control.label, w - 8, font_scale), (x + w // 2, y + h // 2 - h // 6),
-                 font_scale, label_color)
+    if not control.enabled and control.reason:
         small = font_scale * 0.55
         for i, line in enumerate(wrap_text(control.reason, w - 8, small, 2)):
             _centred(view, line, (x + w // 2, y + h // 2 + h // 6 + i * int(22 * small / 0.45)),
@@ -294,9 +308,9 @@ def draw_pointer(view: np.ndarray, point: tuple[float, float], progress: float |
     """The pointer: a white dot with a dark edge; while a control is held, a ring fills round it."""
     center = (int(round(point[0])), int(round(point[1])))
     if progress is not None:
-        cv2.circle(view, center, radius, (60, 60, 60), 6, cv2.LINE_AA)
+        cv2.circle(view, center, radius, (60, 60, 60), 5, cv2.LINE_AA)
         end = -90 + 360 * min(max(progress, 0.0), 1.0)
-        cv2.ellipse(view, center, (radius, radius), 0, -90, end, ACCENT, 8, cv2.LINE_AA)
+        cv2.ellipse(view, center, (radius, radius), 0, -90, end, ACCENT, 6, cv2.LINE_AA)
     cv2.circle(view, center, 9, (0, 0, 0), -1, cv2.LINE_AA)
     cv2.circle(view, center, 6, POINTER, -1, cv2.LINE_AA)
 

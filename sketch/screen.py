@@ -90,9 +90,9 @@ class Screen:
     def _px(self, value: float) -> int:
         return int(round(value * self.scale))
 
-    def _button(self, x: float, y: float, width: float = BUTTON) -> Rect:
+    def _button(self, x: float, y: float, width: float = BUTTON, height: float = BUTTON) -> Rect:
         """A button's rect; x, y may be negative (from the right or bottom edge)."""
-        w, h = self._px(width), self._px(BUTTON)
+        w, h = self._px(width), self._px(height)
         left = x if x >= 0 else self.width + x - w
         top = y if y >= 0 else self.height + y - h
         return (int(round(left)), int(round(top)), w, h)
@@ -112,14 +112,15 @@ class Screen:
             can_show = bool(phone.available) and not phone.sending
             reason = None if can_show else ("sending" if phone.sending else phone.reason or "not available")
             several = len(self.browsing) > 1
-            middle = (self.height - b) // 2
+            tall = BUTTON * 1.5     # previous / next: tall strips at the edges, easy to find
+            middle = (self.height - self._px(tall)) // 2
             return [
                 Control("back", self._button(m, m), "Back"),
-                Control("show-on-phone", self._button(-m, m, BUTTON * 1.6), "On phone",
+                Control("show-on-phone", self._button(-m, m, BUTTON * 2), "On phone",
                         can_show, reason),
-                Control("previous", self._button(m, middle), "< Prev", several,
+                Control("previous", self._button(m, middle, BUTTON, tall), "<\nPrev", several,
                         None if several else "only one match"),
-                Control("next", self._button(-m, middle), "Next >", several,
+                Control("next", self._button(-m, middle, BUTTON, tall), ">\nNext", several,
                         None if several else "only one match"),
             ]
         if self.mode is Mode.CONFIRM_QUIT:

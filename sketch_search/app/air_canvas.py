@@ -348,7 +348,7 @@ class AirCanvasApp:
     def compose(self) -> np.ndarray:
         """The window's picture for the last frame."""
         screen = self.screen
-        font = max(0.5, 0.8 * screen.scale)
+        font = max(0.5, 0.9 * screen.scale)
         if screen.mode is Mode.PHOTO:
             view, pen = self._photo_picture(font), self._browse_pen
         else:
@@ -364,7 +364,8 @@ class AirCanvasApp:
                 photo = screen.results[rank - 1] if rank <= len(screen.results) else None
                 overlay.draw_tile(view, control, photo, font, control.name == over)
             else:
-                overlay.draw_button(view, control, font, control.name == over)
+                progress = self.presser.progress if control.name == self.presser.holding else None
+                overlay.draw_button(view, control, font, control.name == over, progress)
         if pen.cursor is not None and pen is self.pen:
             progress = pen.hold_progress
             if progress is not None:
@@ -373,7 +374,7 @@ class AirCanvasApp:
                 radius = max(4, pen.tool.width // 2) if pen.tool.erase else pen.tool.width
                 overlay.draw_cursor(view, pen.cursor, pen.tool.color, radius)
         if pen.pointer is not None:
-            overlay.draw_pointer(view, pen.pointer, self.presser.progress, int(30 * screen.scale))
+            overlay.draw_pointer(view, pen.pointer, self.presser.progress, int(24 * screen.scale))
         if self._toast and time.monotonic() < self._toast[2]:
             overlay.draw_toast(view, self._toast[0], self._toast[1])
         if self._note and time.monotonic() < self._note[2]:
