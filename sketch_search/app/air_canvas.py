@@ -330,7 +330,8 @@ class AirCanvasApp:
         if view is not self._panel_view:
             self._panel_view, self._panel = view, None
             # The matches become tiles (not while one is held: see Screen.offer_results).
-            self.screen.offer_results(view.photos if view is not None else [], self.presser.holding)
+            if self.screen is not None:   # None: the video ended before its first frame
+                self.screen.offer_results(view.photos if view is not None else [], self.presser.holding)
 
     def _collect_results(self) -> None:
         if self.worker is None:
