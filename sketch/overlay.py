@@ -340,13 +340,15 @@ def render_photo(size: tuple[int, int], image: np.ndarray | None, lines: list[st
 
 
 def draw_card(view: np.ndarray, lines: list[tuple[str, bool]], font_scale: float,
-              bottom_space: int = 0) -> None:
-    """A dark card over the middle of the view with lines of text (bold ones in the accent)."""
+              bottom: int | None = None) -> None:
+    """A dark card over the view, above y = `bottom` (where its Close button starts), with lines
+    of text (bold ones in the accent)."""
     height, width = view.shape[:2]
     margin = int(24 * font_scale)
     line_h = int(34 * font_scale)
-    card_h = min(height - 2 * margin, line_h * len(lines) + 2 * margin + bottom_space)
-    rect = (margin, max(0, (height - card_h) // 2 - bottom_space // 4), width - 2 * margin, card_h)
+    bottom = height if bottom is None else bottom
+    card_h = min(bottom - 2 * margin, line_h * len(lines) + 2 * margin)
+    rect = (margin, max(margin, (bottom - card_h) // 2), width - 2 * margin, card_h)
     _blend(view, rect, (20, 20, 20), 0.85)
     x, y, w, h = rect
     cv2.rectangle(view, (x, y), (x + w - 1, y + h - 1), ACCENT, 2, cv2.LINE_AA)

@@ -355,7 +355,7 @@ class AirCanvasApp:
         else:
             view, pen = self.canvas.render(self._last_frame.copy()), self.pen
         if screen.mode is Mode.HELP:
-            overlay.draw_card(view, overlay.HELP_CARD, font, bottom_space=screen.controls()[0].rect[3])
+            overlay.draw_card(view, overlay.HELP_CARD, font, bottom=screen.controls()[0].rect[1])
         elif screen.mode is Mode.CONFIRM_QUIT:
             overlay.draw_confirm_quit(view, font)
         over = self.presser.over.name if self.presser.over is not None else None
