@@ -25,10 +25,10 @@ import cv2
 import numpy as np
 
 from sketch import overlay
-from sketch.air_pen import DRAWING_TOOLS, AirPen
+from sketch.air_pen import DRAWING_TOOLS, Action, AirPen
 from sketch.camera import FrameSource
 from sketch.canvas import Canvas
-from sketch.tracker import HandTracker
+from sketch.tracker import TwoHandTracker
 from sketch_search.app.events import EventLog
 from sketch_search.app.search_worker import SearchWorker, image_key
 from sketch_search.common.errors import BlankSketchError, CameraError, SketchSearchError
@@ -102,7 +102,7 @@ class AirCanvasApp:
                        if search is not None else None)
         self.canvas: Canvas | None = None
         self.pen: AirPen | None = None
-        self.tracker: HandTracker | None = None
+        self.tracker: TwoHandTracker | None = None
         self.saved: list[Path] = []
         self.stats = LoopStats()
         self._panel_view: overlay.ResultsView | None = None
@@ -173,10 +173,13 @@ class AirCanvasApp:
             h, w = frame.shape[:2]
             self.canvas = Canvas(w, h)
             self.pen = AirPen(self.canvas)
-            self.tracker = HandTracker()
-        hand = self.tracker.process(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-        if self.pen.update(hand, t):
+            self.tracker = TwoHandTracker()
+        hands = self.tracker.process_all(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+        fired = self.pen.update(hands, t)
+        if fired is Action.SAVE:
             self.save()
+        elif fired is Action.CLEAR:
+            self.toast("cleared (undo brings it back)" if self.canvas.clear() else "nothing to clear")
         self._follow_drawing(t)
         self._last_frame = frame
         self._collect_results()
@@ -245,7 +248,10 @@ class AirCanvasApp:
         """The window's picture for the last frame."""
         view = self.canvas.render(self._last_frame.copy())
         pen = self.pen
-        if pen.cursor is not None:
+        if pen.clear_points is not None and pen.clear_progress is not None:
+            for point in pen.clear_points:
+                overlay.draw_hold_ring(view, point, pen.clear_progress)
+        elif pen.cursor is not None:
             progress = pen.hold_progress
             if progress is not None:
                 overlay.draw_hold_ring(view, pen.cursor, progress)
