@@ -207,6 +207,10 @@ class HandTracker:
 # the second hand is tracked on every frame. 5 frames at 30 fps: found within 0.17 s, well inside
 # the two-hand gestures' 0.6 s hold.
 SECOND_HAND_EVERY = 5
+# Once found, the second hand is followed on every TRACK_SECOND_EVERY-th frame and given as last
+# seen in between (one frame, 33 ms, old): it only points, or holds still to clear, so that is
+# enough, and two hands in view cost one and a half trackings a frame instead of two.
+TRACK_SECOND_EVERY = 2
 # Around the first hand's landmarks, this fraction of the hand's size is hidden from the second
 # search too, so that the edge of the first hand is not found again as a "second" hand.
 MASK_MARGIN = 0.3
@@ -223,21 +227,23 @@ class TwoHandTracker:
     hands are tracked (25 ms a frame here with one hand in view, against 11 ms with
     max_num_hands=1). Here the first tracker (max_num_hands=1) follows one hand on every
     frame; a second one looks for another hand only every `search_every`-th frame, in the frame
-    with the first hand painted over, and follows it on every frame once found. Hands come
+    with the first hand painted over, and once found follows it every `track_every`-th frame. Hands come
     back first tracker's first; which hand draws is the caller's business (AirPen keeps the pen
     with the hand that was drawing).
     """
 
-    def __init__(self, search_every: int = SECOND_HAND_EVERY, min_detection_confidence: float = 0.5,
-                 min_tracking_confidence: float = 0.5) -> None:
-        if search_every < 1:
-            raise ValueError(f"search_every must be at least 1, got {search_every}")
+    def __init__(self, search_every: int = SECOND_HAND_EVERY, track_every: int = TRACK_SECOND_EVERY,
+                 min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5) -> None:
+        if search_every < 1 or track_every < 1:
+            raise ValueError(f"search_every and track_every must be at least 1, got {search_every}, "
+                             f"{track_every}")
         self.search_every = search_every
+        self.track_every = track_every
         options = dict(max_num_hands=1, min_detection_confidence=min_detection_confidence,
                        min_tracking_confidence=min_tracking_confidence)
         self._first = HandTracker(**options)
-        self._second = HandTracker(**options)
-        self._second_found = False
+        self._second_tracker = HandTracker(**options)
+        self._second: Hand | None = None     # the second hand as last seen
         self._frames_since_search = 0
 
     def process(self, frame_rgb: np.ndarray) -> Hand | None:
@@ -252,22 +258,21 @@ class TwoHandTracker:
         if first is None:
             # No hand at all, or the first tracker lost its own: it searches the whole frame
             # next time and may pick up the second hand, so the second search starts over.
-            self._second_found = False
+            self._second = None
             self._frames_since_search = 0
             return []
         self._frames_since_search += 1
-        if not self._second_found and self._frames_since_search < self.search_every:
-            return [first]
-        self._frames_since_search = 0
-        second = self._second.process(without_hand(frame, first))
-        if second is not None and same_hand(first, second):
-            second = None
-        self._second_found = second is not None
-        return [first] if second is None else [first, second]
+        every = self.search_every if self._second is None else self.track_every
+        if self._frames_since_search >= every:
+            self._frames_since_search = 0
+            self._second = self._second_tracker.process(without_hand(frame, first))
+        if self._second is not None and same_hand(first, self._second):
+            self._second = None
+        return [first] if self._second is None else [first, self._second]
 
     def close(self) -> None:
         self._first.close()
-        self._second.close()
+        self._second_tracker.close()
 
     def __enter__(self) -> TwoHandTracker:
         return self

@@ -329,3 +329,15 @@ def test_worker_thread_cap_is_set_unless_the_user_chose(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     cap_worker_threads()
     assert os.environ["OMP_NUM_THREADS"] == "3"
+
+
+def test_frame_source_says_what_is_wrong_in_its_own_terms_not_the_command_line_flag(tmp_path):
+    from sketch.camera import FrameSource
+    from sketch_search.common.errors import CameraError
+
+    bad = tmp_path / "notes.mp4"
+    bad.write_text("not a video")
+    for path in (tmp_path / "nope.mp4", bad):
+        with pytest.raises(CameraError) as caught:
+            FrameSource(path)
+        assert str(path) in str(caught.value) and "--" not in str(caught.value)
