@@ -39,8 +39,11 @@ ROOT = Path(__file__).resolve().parents[1]
 cap_worker_threads()
 
 
-def hand_video(path: Path, frames: int) -> Path:
+def hand_video(path: Path, frames: int, hands: int = 1) -> Path:
     from tools.fixtures.hand_video import hand_video_frames, write_video
+
+    if hands == 2:
+        return write_video(path, ((frame, "") for frame in two_hands_rgb(frames, bgr=True)))
 
     def circles():
         produced = 0
@@ -99,7 +102,6 @@ class VideoAsCamera:
 def run_busy(video: Path, out: Path, checkpoints: Path, gallery: Path | None, pace: float | None) -> dict:
     from PIL import Image
 
-    from sketch_search.app.cli import setup_logging
     from sketch_search.app.settings import Settings
     from sketch_search.app.sketch_search import SketchSearch
 
@@ -139,11 +141,10 @@ def run_busy(video: Path, out: Path, checkpoints: Path, gallery: Path | None, pa
     return summary
 
 
-def tracker_costs(frames: int) -> dict:
-    """Median and mean milliseconds per frame of each tracker, one and two hands in view."""
+def two_hands_rgb(frames: int, bgr: bool = False) -> list:
+    """The pen hand drawing an oval on the left while an open hand rests on the right."""
     import cv2
 
-    from sketch.tracker import HandTracker, TwoHandTracker
     from tools.fixtures.hand_video import (
         LEFT,
         OPEN_PHOTO,
@@ -156,14 +157,32 @@ def tracker_costs(frames: int) -> dict:
 
     pen, second = hand_photo(PEN_PHOTO), hand_photo(OPEN_PHOTO)
     background = background_colour(pen)
+    out = []
+    for i in range(frames):
+        angle = 2 * math.pi * i / 100
+        frame = paste_all(background, [(pen, (LEFT[0] + 20 * math.cos(angle), LEFT[1] + 80 * math.sin(angle))),
+                                       (second, RIGHT)])
+        out.append(frame if bgr else cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+    return out
+
+
+def tracker_costs(frames: int) -> dict:
+    """Median and mean milliseconds per frame of each tracker, one and two hands in view."""
+    import cv2
+
+    from sketch.tracker import HandTracker, TwoHandTracker
+    from tools.fixtures.hand_video import LEFT, PEN_PHOTO, background_colour, hand_photo, paste_all
+
+    pen = hand_photo(PEN_PHOTO)
+    background = background_colour(pen)
 
     def video(two: bool) -> list:
+        if two:
+            return two_hands_rgb(frames)
         out = []
-        for i in range(frames):  # the pen hand circling on the left; maybe an open hand on the right
+        for i in range(frames):  # the pen hand circling on the left
             angle = 2 * math.pi * i / 100
             placed = [(pen, (LEFT[0] + 20 * math.cos(angle), LEFT[1] + 80 * math.sin(angle)))]
-            if two:
-                placed.append((second, RIGHT))
             out.append(cv2.cvtColor(paste_all(background, placed), cv2.COLOR_BGR2RGB))
         return out
 
@@ -175,17 +194,19 @@ def tracker_costs(frames: int) -> dict:
         rgb = video(hands == 2)
         for name, make in makers.items():
             tracker = make()
-            times, found = [], []
+            times, cpu, found = [], [], []
             for frame in rgb:
-                start = time.perf_counter()
+                start, start_cpu = time.perf_counter(), time.process_time()
                 seen = tracker.process_all(frame)
                 times.append(time.perf_counter() - start)
+                cpu.append(time.process_time() - start_cpu)  # MediaPipe's threads included
                 found.append(len(seen))
             tracker.close()
-            times = times[10:]  # the graph's start-up
+            times, cpu = times[10:], cpu[10:]  # the graph's start-up
             results[f"{hands} in view, {name}"] = {
                 "median_ms": round(1000 * statistics.median(times), 1),
                 "mean_ms": round(1000 * statistics.mean(times), 1),
+                "cpu_ms": round(1000 * statistics.mean(cpu), 1),
                 "frames_with_all_hands": round(sum(n >= hands for n in found) / len(found), 3)}
             print(f"{hands} hand(s) in view, {name}: {results[f'{hands} in view, {name}']}", flush=True)
     results["load_average"] = round(os.getloadavg()[0], 2)
@@ -203,6 +224,9 @@ def main() -> int:
                         help="deliver frames no faster than a webcam of FPS frames per second "
                              "(default: as fast as the loop takes them)")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers as JSON")
+    parser.add_argument("--hands", type=int, choices=(1, 2), default=1,
+                        help="hands in the loop's video: 1, the pen hand circling (default); 2, the pen "
+                             "hand drawing on the left and an open hand resting on the right")
     parser.add_argument("--trackers", action="store_true",
                         help="measure MediaPipe's cost per frame with one and two hands in view instead")
     args = parser.parse_args()
@@ -215,7 +239,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        video = hand_video(tmp / "hands.avi", args.frames)
+        video = hand_video(tmp / "hands.avi", args.frames, args.hands)
         idle = run_idle(video, tmp / "idle", args.pace)
         print(f"idle : {idle}", flush=True)
         checkpoints = args.checkpoints
@@ -225,7 +249,7 @@ def main() -> int:
         busy = run_busy(video, tmp / "busy", checkpoints, args.gallery, args.pace)
         print(f"busy : {busy}", flush=True)
     numbers = {"cpu_count": os.cpu_count(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-               "frames": args.frames, "pace": args.pace, "idle": idle, "busy": busy}
+               "frames": args.frames, "pace": args.pace, "hands": args.hands, "idle": idle, "busy": busy}
     if args.json:
         args.json.write_text(json.dumps(numbers, indent=2))
     return 0

@@ -163,3 +163,24 @@ def test_drawing_without_a_save_fires_nothing(tracker):
     pen = AirPen(Canvas(*VIEW))
     seen = run(videos.hand_video_frames(hold=0, tail=0), tracker, pen)
     assert not [fired for _, _, fired, _ in seen if fired]
+
+
+def test_the_air_canvas_clears_on_two_open_palms_and_undo_brings_the_drawing_back(tmp_path):
+    """The window's loop (no window, no search) on a video: draw a circle, then hold both palms."""
+    from sketch.camera import FrameSource
+    from sketch_search.app.air_canvas import AirCanvasApp, AppOptions
+
+    def frames():
+        yield from videos.hand_video_frames(hold=0, tail=0)
+        yield from videos.two_open_hands_frames(one_hand=0, both=45, tail=8)
+
+    video = videos.write_video(tmp_path / "draw-then-clear.avi", frames())
+    app = AirCanvasApp(AppOptions(source=video, sketch_dir=tmp_path / "sketches", window=False))
+    assert app.run(FrameSource(video)) == 0
+    canvas = app.canvas
+    assert canvas.is_blank() and canvas.can_undo and not app.saved
+    assert canvas.undo() and not canvas.is_blank()
+    # The strokes that came back are the circle's: nothing erased by the open hands.
+    xs = [x for stroke in canvas.strokes for x, _ in stroke.points]
+    assert not any(stroke.erase for stroke in canvas.strokes)
+    assert max(xs) - min(xs) > 150
