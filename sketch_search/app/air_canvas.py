@@ -25,12 +25,12 @@ import cv2
 import numpy as np
 
 from sketch import overlay
-from sketch.air_pen import DRAWING_TOOLS, AirPen
+from sketch.air_pen import DRAWING_TOOLS, Action, AirPen
 from sketch.camera import FrameSource
 from sketch.canvas import Canvas
 from sketch.pointer import HOLD_RADIUS, HoldToPress
 from sketch.screen import Command, Mode, Screen
-from sketch.tracker import HandTracker
+from sketch.tracker import TwoHandTracker
 from sketch_search.app.events import EventLog
 from sketch_search.app.first_start import first_start, remember_help_shown
 from sketch_search.app.photo_view import OpenedPhoto, PhoneCheck, PhoneShown, PhotoViewer
@@ -112,7 +112,7 @@ class AirCanvasApp:
                        if search is not None else None)
         self.canvas: Canvas | None = None
         self.pen: AirPen | None = None
-        self.tracker: HandTracker | None = None
+        self.tracker: TwoHandTracker | None = None
         self.saved: list[Path] = []
         self.stats = LoopStats()
         self._panel_view: overlay.ResultsView | None = None
@@ -200,8 +200,7 @@ class AirCanvasApp:
         if action != "show_on_phone":
             self.events.write("command", action=action, **command.fields)
         if action == "clear":
-            self.canvas.clear()
-            self.toast("cleared")
+            self.toast("cleared (undo brings it back)" if self.canvas.clear() else "nothing to clear")
         elif action == "undo":
             self.toast("undone" if self.canvas.undo() else "nothing to undo")
         elif action == "redo":
@@ -230,23 +229,26 @@ class AirCanvasApp:
             self.canvas = Canvas(w, h)
             self.pen = AirPen(self.canvas)
             self._browse_pen = AirPen(Canvas(w, h))
-            self.tracker = HandTracker()
+            self.tracker = TwoHandTracker()
             # The help card at the very first start, where there is a window to show it in.
             show_help = self.options.window and first_start()
             self.screen = Screen(w, h, show_help=show_help)
             if show_help:
                 remember_help_shown()
             self.presser = HoldToPress(radius=HOLD_RADIUS * self.screen.scale)
-        hand = self.tracker.process(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+        hands = self.tracker.process_all(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
         screen = self.screen
         if screen.mode is Mode.PHOTO:   # gestures only point: nothing is drawn on the photo
             pen = self._browse_pen
-            pen.update(hand, t)
-            pen.canvas.clear()
+            pen.update(hands, t)        # a save or clear means nothing over a photo
+            pen.canvas.cancel()
         else:
             pen = self.pen
-            if pen.update(hand, t):
+            fired = pen.update(hands, t)
+            if fired is Action.SAVE:
                 self.save()
+            elif fired is Action.CLEAR:
+                self.carry_out(Command("clear"))
             if pen.gesture in DRAWING_TOOLS:
                 screen.drawing_started()   # the help card or the quit question steps aside
         pressed = self.presser.update(pen.pointer, t, screen.controls())
@@ -367,13 +369,8 @@ class AirCanvasApp:
             else:
                 progress = self.presser.progress if control.name == self.presser.holding else None
                 overlay.draw_button(view, control, font, control.name == over, progress)
-        if pen.cursor is not None and pen is self.pen:
-            progress = pen.hold_progress
-            if progress is not None:
-                overlay.draw_hold_ring(view, pen.cursor, progress)
-            elif pen.gesture in DRAWING_TOOLS:
-                radius = max(4, pen.tool.width // 2) if pen.tool.erase else pen.tool.width
-                overlay.draw_cursor(view, pen.cursor, pen.tool.color, radius)
+        if pen is self.pen:   # over a photo only the pointer shows
+            self._draw_pen(view)
         if pen.pointer is not None:
             overlay.draw_pointer(view, pen.pointer, self.presser.progress, int(24 * screen.scale))
         if self._toast and time.monotonic() < self._toast[2]:
@@ -393,6 +390,20 @@ class AirCanvasApp:
             self._panel = overlay.render_panel(height, self._panel_view)
         self.window_image = overlay.compose(view, self._panel, bar)
         return self.window_image
+
+    def _draw_pen(self, view: np.ndarray) -> None:
+        """The pen's cursor, or the ring of the save or the clear gesture being held."""
+        pen = self.pen
+        if pen.clear_points is not None and pen.clear_progress is not None:
+            for point in pen.clear_points:
+                overlay.draw_hold_ring(view, point, pen.clear_progress)
+        elif pen.cursor is not None:
+            progress = pen.hold_progress
+            if progress is not None:
+                overlay.draw_hold_ring(view, pen.cursor, progress)
+            elif pen.gesture in DRAWING_TOOLS:
+                radius = max(4, pen.tool.width // 2) if pen.tool.erase else pen.tool.width
+                overlay.draw_cursor(view, pen.cursor, pen.tool.color, radius)
 
     def _photo_picture(self, font: float) -> np.ndarray:
         """The open photo fitted to the view, with its rank, name, date and score."""
