@@ -11,6 +11,7 @@ import pytest
 
 from sketch.screen import Screen
 from tests.hand_video import VIEW, hand_video_frames, run_main, write_video
+from tools.fixtures.hand_video import two_open_hands_frames
 from tools.fixtures.pointer_video import Pointing, centre
 
 
@@ -120,3 +121,42 @@ def test_help_opens_on_its_control_and_closes_on_its_own(tmp_path):
     video = write_video(tmp_path / "help.avi", hand.frames)
     events, _ = run_events(video, tmp_path)
     assert commands(events) == [{"action": "help"}, {"action": "close"}]
+
+
+def test_the_clear_gesture_is_the_clear_command(tmp_path):
+    frames = [*hand_video_frames(hold=0, tail=0), *two_open_hands_frames()]
+    video = write_video(tmp_path / "clear.avi", frames)
+    events, _ = run_events(video, tmp_path)
+    assert commands(events) == [{"action": "clear"}]
+
+
+def test_keys_are_shortcuts_that_fire_the_same_commands(tmp_path):
+    from sketch_search.app.air_canvas import AirCanvasApp, AppOptions
+
+    hand_video_frames(circle=1, hold=0, tail=0)  # skips without ../shared
+    app = AirCanvasApp(AppOptions(source=0, sketch_dir=tmp_path, window=False,
+                                  events=tmp_path / "events.jsonl"))
+    t = 0.0
+    for frame, _ in hand_video_frames(hold=0, tail=0):
+        app.step(frame, t)
+        t += 1 / 30
+    try:
+        drawn = app.canvas.strokes[:]
+        assert drawn
+        for key in "rzy":
+            app.handle_key(ord(key))
+        assert app.canvas.strokes == []          # cleared, undone, redone: clear again
+        app.handle_key(ord("z"))
+        assert app.canvas.strokes == drawn
+        app.handle_key(ord("h"))
+        app.handle_key(27)                        # Esc closes the help, and does not quit
+        assert not app.quit_requested
+        app.handle_key(ord("1"))                  # no matches: nothing to open
+        app.handle_key(ord("q"))
+        assert app.quit_requested
+    finally:
+        app.tracker.close()
+        app.events.close()
+    events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert [e["action"] for e in events if e["event"] == "command"] == [
+        "clear", "undo", "redo", "undo", "help", "close", "quit"]
