@@ -110,6 +110,17 @@ def test_matches_open_browse_and_show_on_the_phone_by_hand(search, phone, phone_
 
         drive.point("result-2")                                          # open the second best
         assert app.screen.photo.path == ranked[1]
+        # The photo is decoded off the loop, then fills the view (fitted, centred).
+        from sketch_search.app.photo_view import open_photo
+        expected = open_photo(ranked[1], (640, 480)).image
+        h, w = expected.shape[:2]
+        top, left = (480 - h) // 2, (640 - w) // 2
+
+        def photo_shown() -> bool:
+            middle = app.compose()[top + h // 3:top + h // 2, left + w // 3:left + 2 * w // 3]
+            want = expected[h // 3:h // 2, w // 3:2 * w // 3]
+            return float(np.abs(middle.astype(int) - want).mean()) < 3
+        drive.rest_until(photo_shown)
         drive.point("next")
         drive.point("previous")
         from_phone = [r for r, path in enumerate(ranked, 1) if path.name != "mine.png"]
@@ -224,3 +235,31 @@ def test_the_help_card_shows_once_at_the_first_start(tmp_path):
     assert first_start(home)
     remember_help_shown(home)
     assert not first_start(home)
+
+
+def test_the_first_start_shows_the_help_card_until_drawing_begins(tmp_path, monkeypatch):
+    from sketch.screen import Mode
+    from sketch_search.app.air_canvas import AirCanvasApp, AppOptions
+    from sketch_search.app.first_start import first_start
+
+    monkeypatch.setenv("SKETCH_SEARCH_HOME", str(tmp_path / "fresh-home"))
+    frames = list(hand_video_frames(hold=0, tail=0))
+    app = AirCanvasApp(AppOptions(source=0, sketch_dir=tmp_path, window=True,
+                                  events=tmp_path / "events.jsonl"))
+    try:
+        app.step(frames[0][0], 0.0)          # window=True only decides the card; none is opened
+        assert app.screen.mode is Mode.HELP and not first_start()
+        for i, (frame, _) in enumerate(frames[1:], 1):
+            app.step(frame, i * DT)
+        assert app.screen.mode is Mode.DRAWING and app.canvas.strokes   # drawn, card gone
+    finally:
+        app.tracker.close()
+        app.events.close()
+    again = AirCanvasApp(AppOptions(source=0, sketch_dir=tmp_path, window=True))
+    try:
+        again.step(frames[0][0], 0.0)
+        assert again.screen.mode is Mode.DRAWING                       # only the first start
+    finally:
+        again.tracker.close()
+    events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert not [e for e in events if e["event"] == "command"]
