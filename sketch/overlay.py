@@ -288,11 +288,14 @@ def draw_button(view: np.ndarray, control, font_scale: float, hovered: bool = Fa
 
 
 def draw_tile(view: np.ndarray, control, photo: ResultPhoto | None, font_scale: float,
-              hovered: bool = False) -> None:
-    """A match as a tile: its thumbnail filling the tile, rank and score on a strip."""
+              hovered: bool = False, picture: np.ndarray | None = None) -> None:
+    """A match as a tile: its thumbnail filling the tile, rank and score on a strip.
+    `picture`: the thumbnail already fitted to the tile (callers keep it between frames)."""
     x, y, w, h = control.rect
     if photo is not None and photo.thumbnail is not None:
-        view[y:y + h, x:x + w] = fit_image(photo.thumbnail, w, (0, 0, 0))[:h, :w]
+        if picture is None or picture.shape[:2] != (h, w):
+            picture = fit_image(photo.thumbnail, w, (0, 0, 0))[:h, :w]
+        view[y:y + h, x:x + w] = picture
     else:
         view[y:y + h, x:x + w] = (90, 90, 90)
     strip = max(18, h // 5)

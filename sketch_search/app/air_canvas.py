@@ -138,6 +138,7 @@ class AirCanvasApp:
         self._controls_sent: list[dict] | None = None
         self._note: tuple[str, bool, float] | None = None    # a status-bar line, until (monotonic)
         self._photo_cache: tuple[tuple, np.ndarray] | None = None
+        self._tiles: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}   # fitted thumbnails
 
     @property
     def quit_requested(self) -> bool:
@@ -365,7 +366,8 @@ class AirCanvasApp:
             if control.name.startswith("result-"):
                 rank = int(control.name.removeprefix("result-"))
                 photo = screen.results[rank - 1] if rank <= len(screen.results) else None
-                overlay.draw_tile(view, control, photo, font, control.name == over)
+                overlay.draw_tile(view, control, photo, font, control.name == over,
+                                  self._tile_picture(photo, control.rect[2]))
             else:
                 progress = self.presser.progress if control.name == self.presser.holding else None
                 overlay.draw_button(view, control, font, control.name == over, progress)
@@ -390,6 +392,19 @@ class AirCanvasApp:
             self._panel = overlay.render_panel(height, self._panel_view)
         self.window_image = overlay.compose(view, self._panel, bar)
         return self.window_image
+
+    def _tile_picture(self, photo: overlay.ResultPhoto | None, side: int) -> np.ndarray | None:
+        """The match's thumbnail fitted to its tile, made once per thumbnail and size."""
+        if photo is None or photo.thumbnail is None:
+            return None
+        key = (id(photo.thumbnail), side)
+        cached = self._tiles.get(key)
+        if cached is None or cached[0] is not photo.thumbnail:
+            if len(self._tiles) > 4 * 5:   # a few searches' worth
+                self._tiles.clear()
+            cached = (photo.thumbnail, overlay.fit_image(photo.thumbnail, side, (0, 0, 0)))
+            self._tiles[key] = cached
+        return cached[1]
 
     def _draw_pen(self, view: np.ndarray) -> None:
         """The pen's cursor, or the ring of the save or the clear gesture being held."""
