@@ -174,7 +174,8 @@ class AirCanvasApp:
             self.canvas = Canvas(w, h)
             self.pen = AirPen(self.canvas)
             self.tracker = TwoHandTracker()
-        hands = self.tracker.process_all(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+        hands = self.tracker.process_all(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB),
+                                         eager=self.pen.expects_second_hand)
         fired = self.pen.update(hands, t)
         if fired is Action.SAVE:
             self.save()
