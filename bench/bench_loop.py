@@ -14,7 +14,7 @@ the caller wins). --pace 30 delivers frames like a 30 fps webcam. The loop track
 
 --trackers instead measures MediaPipe alone, per frame, with one and with two hands in view
 (the moving pen hand; beside it a second, open hand): HandTracker with max_num_hands=1 and 2,
-and the loop's TwoHandTracker.
+and the loop's TwoHandTracker, as while drawing and "eager" (as while the pen hand is open).
 """
 from __future__ import annotations
 
@@ -188,7 +188,8 @@ def tracker_costs(frames: int) -> dict:
 
     makers = {"max_num_hands=1": lambda: HandTracker(max_num_hands=1),
               "max_num_hands=2": lambda: HandTracker(max_num_hands=2),
-              "TwoHandTracker": TwoHandTracker}
+              "TwoHandTracker": TwoHandTracker,
+              "TwoHandTracker eager": TwoHandTracker}
     results = {}
     for hands in (1, 2):
         rgb = video(hands == 2)
@@ -197,7 +198,8 @@ def tracker_costs(frames: int) -> dict:
             times, cpu, found = [], [], []
             for frame in rgb:
                 start, start_cpu = time.perf_counter(), time.process_time()
-                seen = tracker.process_all(frame)
+                seen = (tracker.process_all(frame, eager=name.endswith("eager"))
+                        if isinstance(tracker, TwoHandTracker) else tracker.process_all(frame))
                 times.append(time.perf_counter() - start)
                 cpu.append(time.process_time() - start_cpu)  # MediaPipe's threads included
                 found.append(len(seen))

@@ -130,12 +130,19 @@ class AirPen:
         self._other_at: Point | None = None     # palm of the second hand in the last frame
         self._pointer_from: str | None = None   # "pen" or "other"
         self._stroke_started: float | None = None
+        self._raw: Gesture | None = None        # the pen hand's gesture in the last frame, unstabilised
 
     @property
     def tool(self) -> Tool:
         if self.clear_points is not None:
             return CLEAR_TOOL
         return tool_for(self.gesture)
+
+    @property
+    def expects_second_hand(self) -> bool:
+        """True while the pen hand is open (eraser, or about to be): the start of the clear
+        gesture, so the tracker looks for the second hand more often (TwoHandTracker's eager)."""
+        return self._raw is Gesture.ERASER or self.gesture is Gesture.ERASER
 
     @property
     def hold_progress(self) -> float | None:
@@ -177,6 +184,7 @@ class AirPen:
         """Take one frame's hands (none, one or two) at time `t`; what fired, if anything."""
         pen_hand, other = self._assign(hands)
         raw = gesture_for_hand(pen_hand) if pen_hand is not None else None
+        self._raw = raw
         self.gesture = self.stabilizer.update(raw)
         if other is None:
             self.other_stabilizer.reset()

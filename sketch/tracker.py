@@ -202,11 +202,13 @@ class HandTracker:
         self.close()
 
 
-# While one hand is tracked, the rest of the frame is searched for a second hand on every
-# SECOND_HAND_EVERY-th frame (a palm detection, about as costly as tracking a hand); once found,
-# the second hand is tracked on every frame. 5 frames at 30 fps: found within 0.17 s, well inside
-# the two-hand gestures' 0.6 s hold.
-SECOND_HAND_EVERY = 5
+# While one hand is tracked, the rest of the frame is searched for a second hand (a palm
+# detection, costing about 1.4 times a tracking) on every SECOND_HAND_EVERY-th frame, or every
+# EAGER_SEARCH_EVERY-th while the caller expects one (AirPen: the pen hand is open, as when both
+# hands are raised to clear): 3 frames at 30 fps find it within 0.1 s, well inside the clear
+# gesture's 0.6 s hold, and a hand that draws costs only a search every half second.
+SECOND_HAND_EVERY = 15
+EAGER_SEARCH_EVERY = 3
 # Once found, the second hand is followed on every TRACK_SECOND_EVERY-th frame and given as last
 # seen in between (one frame, 33 ms, old): it only points, or holds still to clear, so that is
 # enough, and two hands in view cost one and a half trackings a frame instead of two.
@@ -226,18 +228,21 @@ class TwoHandTracker:
     MediaPipe with max_num_hands=2 runs its palm detector on every frame while fewer than two
     hands are tracked (25 ms a frame here with one hand in view, against 11 ms with
     max_num_hands=1). Here the first tracker (max_num_hands=1) follows one hand on every
-    frame; a second one looks for another hand only every `search_every`-th frame, in the frame
-    with the first hand painted over, and once found follows it every `track_every`-th frame. Hands come
-    back first tracker's first; which hand draws is the caller's business (AirPen keeps the pen
+    frame; a second one looks for another hand only every `search_every`-th frame (every
+    `eager_every`-th when the caller expects one), in the frame with the first hand painted
+    over, and once found follows it every `track_every`-th frame. Hands come back first
+    tracker's first; which hand draws is the caller's business (AirPen keeps the pen
     with the hand that was drawing).
     """
 
-    def __init__(self, search_every: int = SECOND_HAND_EVERY, track_every: int = TRACK_SECOND_EVERY,
-                 min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5) -> None:
-        if search_every < 1 or track_every < 1:
-            raise ValueError(f"search_every and track_every must be at least 1, got {search_every}, "
-                             f"{track_every}")
+    def __init__(self, search_every: int = SECOND_HAND_EVERY, eager_every: int = EAGER_SEARCH_EVERY,
+                 track_every: int = TRACK_SECOND_EVERY, min_detection_confidence: float = 0.5,
+                 min_tracking_confidence: float = 0.5) -> None:
+        if min(search_every, eager_every, track_every) < 1:
+            raise ValueError(f"search_every, eager_every and track_every must be at least 1, got "
+                             f"{search_every}, {eager_every}, {track_every}")
         self.search_every = search_every
+        self.eager_every = eager_every
         self.track_every = track_every
         options = dict(max_num_hands=1, min_detection_confidence=min_detection_confidence,
                        min_tracking_confidence=min_tracking_confidence)
@@ -246,13 +251,9 @@ class TwoHandTracker:
         self._second: Hand | None = None     # the second hand as last seen
         self._frames_since_search = 0
 
-    def process(self, frame_rgb: np.ndarray) -> Hand | None:
-        """The first tracker's hand (for callers that follow one hand)."""
-        hands = self.process_all(frame_rgb)
-        return hands[0] if hands else None
-
-    def process_all(self, frame_rgb: np.ndarray) -> list[Hand]:
-        """The hands in this frame: none, one, or two (the first tracker's first)."""
+    def process_all(self, frame_rgb: np.ndarray, eager: bool = False) -> list[Hand]:
+        """The hands in this frame: none, one, or two (the first tracker's first). `eager`: a
+        second hand is expected, so it is searched for more often (every `eager_every` frames)."""
         frame = _check_rgb(frame_rgb)
         first = self._first.process(frame)
         if first is None:
@@ -262,7 +263,10 @@ class TwoHandTracker:
             self._frames_since_search = 0
             return []
         self._frames_since_search += 1
-        every = self.search_every if self._second is None else self.track_every
+        if self._second is not None:
+            every = self.track_every
+        else:
+            every = self.eager_every if eager else self.search_every
         if self._frames_since_search >= every:
             self._frames_since_search = 0
             self._second = self._second_tracker.process(without_hand(frame, first))

@@ -10,7 +10,7 @@ import pytest
 from sketch.air_pen import HOLD_SECONDS, Action, AirPen
 from sketch.canvas import BLACK, RED, Canvas
 from sketch.gestures import Gesture
-from sketch.tracker import SECOND_HAND_EVERY, TwoHandTracker
+from sketch.tracker import EAGER_SEARCH_EVERY, SECOND_HAND_EVERY, TwoHandTracker
 from tests.conftest import shared_path
 from tools.fixtures import hand_video as videos
 from tools.fixtures.hand_video import FPS, LEFT, RIGHT, VIEW, hand_photo, paste_all
@@ -31,7 +31,9 @@ def run(frames, tracker: TwoHandTracker, pen: AirPen | None = None, watch=None):
     """Feed (frame, label) pairs at FPS; per frame (label, hands, what fired, watch(pen))."""
     seen = []
     for i, (frame, label) in enumerate(frames):
-        hands = tracker.process_all(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+        # As the air canvas does: the search is eager while the pen hand is open.
+        eager = pen is not None and pen.expects_second_hand
+        hands = tracker.process_all(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), eager=eager)
         fired = pen.update(hands, i / FPS) if pen is not None else None
         seen.append((label, hands, fired, watch(pen) if watch else None))
     return seen
@@ -41,13 +43,15 @@ def palm_x(hand) -> float:
     return float(hand.landmarks[[0, 5, 9, 13, 17], 0].mean() * VIEW[0])
 
 
-def test_second_hand_is_found_within_a_few_frames_and_one_hand_is_never_two(tracker):
-    seen = run(videos.two_open_hands_frames(one_hand=12, both=20, tail=0), tracker)
+@pytest.mark.parametrize("eager", [False, True])
+def test_second_hand_is_found_within_a_few_frames_and_one_hand_is_never_two(tracker, eager):
+    seen = run(videos.two_open_hands_frames(one_hand=12, both=30, tail=0), tracker,
+               pen=AirPen(Canvas(*VIEW)) if eager else None)
     one = [hands for label, hands, _, _ in seen if label == "one"]
     both = [hands for label, hands, _, _ in seen if label == "both"]
     assert all(len(hands) == 1 for hands in one[2:])
     first_two = next(i for i, hands in enumerate(both) if len(hands) == 2)
-    assert first_two <= SECOND_HAND_EVERY + 1
+    assert first_two <= (EAGER_SEARCH_EVERY if eager else SECOND_HAND_EVERY) + 1
     assert all(len(hands) == 2 for hands in both[first_two:])   # then followed on every frame
     for hands in both[first_two:]:
         xs = sorted(palm_x(hand) for hand in hands)

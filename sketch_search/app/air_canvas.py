@@ -237,14 +237,14 @@ class AirCanvasApp:
             if show_help:
                 remember_help_shown()
             self.presser = HoldToPress(radius=HOLD_RADIUS * self.screen.scale)
-        hands = self.tracker.process_all(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
         screen = self.screen
-        if screen.mode is Mode.PHOTO:   # gestures only point: nothing is drawn on the photo
-            pen = self._browse_pen
+        pen = self._browse_pen if screen.mode is Mode.PHOTO else self.pen
+        hands = self.tracker.process_all(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB),
+                                         eager=pen.expects_second_hand)
+        if pen is self._browse_pen:   # gestures only point: nothing is drawn on the photo
             pen.update(hands, t)        # a save or clear means nothing over a photo
             pen.canvas.cancel()
         else:
-            pen = self.pen
             fired = pen.update(hands, t)
             if fired is Action.SAVE:
                 self.save()
