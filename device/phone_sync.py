@@ -139,7 +139,7 @@ def sync_phone(dest: str | os.PathLike, serial: str | None = None,
     """
     wanted = list(dict.fromkeys(normalise_folder(f) for f in folders))
     if not wanted:
-        raise PhoneError("no folder to sync: name one under /sdcard, e.g. --folders DCIM/Camera")
+        raise PhoneError("no folder to sync: name one under /sdcard, e.g. DCIM/Camera")
     gallery = Path(dest).expanduser()
     if gallery.exists() and not gallery.is_dir():
         raise GalleryError(f"{gallery} exists and is not a folder: give a folder as the "
@@ -165,7 +165,7 @@ def sync_phone(dest: str | os.PathLike, serial: str | None = None,
         raise SyncLimitError(
             f"stopped listing phone {report.serial}: {limit_hit}; {len(report.pulled)} new "
             "photos copied from the folders listed before it, nothing deleted: sync fewer or "
-            "smaller --folders, or check the phone", report)
+            "smaller folders, or check the phone", report)
     return report
 
 

@@ -73,7 +73,10 @@ def phone_origin(gallery: Path, photo: Path) -> PhoneOrigin | None:
     try:
         relative = Path(os.path.abspath(photo)).relative_to(os.path.abspath(gallery))
     except ValueError:
-        return None
+        try:                            # one of them reached through a symbolic link
+            relative = Path(photo).resolve().relative_to(Path(gallery).resolve())
+        except (ValueError, OSError):
+            return None
     found = find_origin(Path(gallery), relative.as_posix())
     if found is None:
         return None
@@ -98,10 +101,10 @@ def show_on_phone(gallery: Path, photo: Path, adb_port: int = DEFAULT_ADB_PORT,
         transport, model = _find_phone(client, origin, serial, timeout)
         return _show(client, transport, model, origin, name, timeout)
     except _NotShown as not_shown:
-        return ShowResult(False, not_shown.reason, str(not_shown))
-    except PhoneError as error:       # the adb server gone, the link lost mid-way, ...
+        return ShowResult(False, not_shown.reason, display_name(str(not_shown)))
+    except (PhoneError, OSError) as error:   # the adb server gone, the link lost mid-way, ...
         log.info("show on phone: %s", error)
-        return ShowResult(False, "no-phone", f"phone: {error}".splitlines()[0])
+        return ShowResult(False, "no-phone", display_name(f"phone: {error}".splitlines()[0]))
 
 
 def _find_phone(client: Client, origin: PhoneOrigin, serial: str | None,
@@ -123,8 +126,8 @@ def _find_phone(client: Client, origin: PhoneOrigin, serial: str | None,
         raise _NotShown("no-phone", f"phone {offline[0].serial} is offline: unlock it, "
                         "reconnect it and try again")
     if not phones:
-        raise _NotShown("no-phone", f"no phone connected: connect phone {origin.serial} (USB "
-                        "or `phone connect`) to show the photo there")
+        raise _NotShown("no-phone", f"no phone connected: connect phone {origin.serial} by "
+                        "USB or Wi-Fi to show the photo there")
     raise _NotShown("no-phone", f"phone {origin.serial}, where the photo came from, is not "
                     "connected")
 
@@ -152,11 +155,14 @@ def _show(client: Client, transport: str, model: str, origin: PhoneOrigin, name:
         run_shell(client, transport, ["am", "broadcast", "-a", SCAN_ACTION, "-d",
                                       _file_uri(storage_path)], timeout)
         give_up = time.monotonic() + SCAN_WAIT_S
+        media_id = _media_id(client, transport, storage_path, timeout)
         while media_id is None and time.monotonic() < give_up:
             time.sleep(SCAN_POLL_S)
             media_id = _media_id(client, transport, storage_path, timeout)
     uri = f"{MEDIA_URI}/{media_id}" if media_id is not None else _file_uri(storage_path)
-    answer = run_shell(client, transport, ["am", "start", "-W", "-a",
+    # -W waits until the viewer shows; behind a lock screen it would wait for the unlock.
+    wait = [] if locked else ["-W"]
+    answer = run_shell(client, transport, ["am", "start", *wait, "-a",
                                            "android.intent.action.VIEW", "-d", uri, "-t",
                                            _mime(origin.device_path)], timeout)
     refusal = _refusal(answer)

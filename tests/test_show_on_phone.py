@@ -15,6 +15,7 @@ import pytest
 
 from device.phone_sync import sync_phone
 from device.show_on_phone import PhoneOrigin, phone_origin, show_on_phone
+from device.sync_state import SyncedPhoto, SyncState
 from tools.fixtures.fake_phone import MEDIA_URI, AdbServer, FakePhone
 
 CAMERA = "DCIM/Camera"
@@ -132,6 +133,21 @@ def test_origin_comes_from_the_sync_record(phone, gallery, tmp_path, monkeypatch
     assert not (tmp_path / "never-synced").exists()      # looking creates nothing
 
 
+def test_a_record_with_a_path_no_phone_could_hold_is_not_an_origin(tmp_path):
+    """The sync record lies in the gallery, which anyone may have written to."""
+    gallery = tmp_path / "gallery"
+    bad = {"newline.jpg": "/sdcard/DCIM/a\n; reboot.jpg", "relative.jpg": "DCIM/Camera/x.jpg",
+           "long.jpg": "/sdcard/" + "x" * 2000 + ".jpg", "escape.jpg": "/sdcard/\x1b[2J.jpg"}
+    with SyncState(gallery) as state:
+        for local_name, device_path in bad.items():
+            state.record("R5CW30ABCDE", SyncedPhoto(device_path, 1, 1, local_name))
+        state.record("R5CW30ABCDE", SyncedPhoto("/sdcard/DCIM/fine.jpg", 1, 1, "fine.jpg"))
+    for local_name in bad:
+        assert phone_origin(gallery, gallery / local_name) is None, local_name
+    assert phone_origin(gallery, gallery / "fine.jpg") == PhoneOrigin("R5CW30ABCDE",
+                                                                      "/sdcard/DCIM/fine.jpg")
+
+
 def test_a_photo_not_from_a_phone_says_so_and_asks_nothing(adb, phone, gallery):
     mine = gallery / "scanned.jpg"
     mine.write_bytes(b"from a scanner")
@@ -188,6 +204,8 @@ def test_a_locked_phone_is_reported_and_the_photo_waits_behind_the_lock(adb, pho
     assert (result.ok, result.reason) == (False, "locked")
     assert "unlock" in result.message and "IMG_0001.jpg" in result.message
     assert len(phone.started) == 1            # shown as soon as it is unlocked
+    (start,) = [shlex.split(line) for line in phone.shell_commands if " 'start' " in line]
+    assert "-W" not in start                  # not waiting for a viewer hidden by the lock
 
 
 def test_a_refused_intent_is_one_line(adb, phone, gallery):
@@ -212,6 +230,23 @@ def test_no_adb_server_is_no_phone_not_an_exception(phone, gallery, tmp_path, mo
     result = show_on_phone(gallery, local(gallery, phone, "IMG_0001.jpg"), adb_port=free_port())
     assert (result.ok, result.reason) == (False, "no-phone")
     assert "adb" in result.message
+
+
+def test_an_offline_phone_is_reported(adb, phone, gallery, tmp_path):
+    adb.disconnect(phone)
+    silent = FakePhone(tmp_path, offline=True).start()
+    connecting = adb.connect_in_background(silent)
+    try:
+        adb.wait_for_state(silent.serial, "offline")
+        result = show_on_phone(gallery, local(gallery, phone, "IMG_0001.jpg"),
+                               adb_port=adb.port)
+        assert (result.ok, result.reason) == (False, "no-phone")
+        assert "offline" in result.message
+    finally:
+        connecting.kill()
+        connecting.wait()
+        adb.disconnect(silent)
+        silent.stop()
 
 
 def test_an_unauthorised_phone_is_reported(adb, phone, gallery, tmp_path):
@@ -246,3 +281,13 @@ def test_the_phone_the_photo_came_from_is_picked_among_several(adb, phone, galle
     finally:
         adb.disconnect(other)
         other.stop()
+
+
+def test_the_stand_in_shell_answers_adbs_own_client_over_shell_v2(adb, phone):
+    """adb 29's `adb shell` sends shell,v2,raw: to a phone offering shell_v2: framed output
+    and the exit status come back as from a real phone."""
+    answer = adb.run("-s", phone.serial, "shell", "getprop", "ro.serialno")
+    assert (answer.returncode, answer.stdout) == (0, f"{phone.serialno}\n")
+    missing = adb.run("-s", phone.serial, "shell", "no-such-command")
+    assert missing.returncode == 127 and "inaccessible or not found" in missing.stdout
+    assert phone.shell_commands[-2:] == ["getprop ro.serialno", "no-such-command"]
