@@ -179,7 +179,7 @@ def test_a_change_cancels_the_run_ahead_and_the_save_gets_the_final_canvas(searc
     events = finish(app)
     names = kinds(events)
     assert "cancel" in names and names.index("speculate") < names.index("cancel"), names
-    cancel = events[names.index("cancel")]
+    cancel = next(e for e in events if e["event"] == "cancel")
     assert cancel["latency"] < 1.0 and cancel["seconds"] > 0
     [sketch] = app.saved
     data = json.loads(sketch.with_suffix(".json").read_text())
