@@ -3,7 +3,10 @@
 A window shows the mirrored webcam image with the canvas over it. Fingers pick the tool
 (2 black, 3 green, 4 red, 5 eraser, fist or no hand: pen up) and the index fingertip draws;
 holding one finger up for about 0.6 s saves the sketch and searches the gallery while the
-window keeps running. Keys: R clear, Z undo, S save and search, Q or Esc quit.
+window keeps running. A fist moves a pointer: resting it on an on-screen button for a second
+presses it (undo, redo, help, quit, a match to open it large, back, previous, next, show on
+phone). Keys are shortcuts: R clear, Z undo, Y redo, S save and search, H help, 1-5 open a
+match, N/P next/previous, B back, M show on phone, Q quit, Esc back (or quit).
 
 While drawing, the results panel follows the sketch (--live): a preview of the matches for the
 strokes themselves after each change, and after a pause the full search runs ahead, so a save
@@ -99,7 +102,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              f"(--live preview; default {PAUSE_SECONDS:g})")
     parser.add_argument("--events", type=Path, default=None,
                         help="write one JSON line per event (preview, speculate, cancel, save, "
-                             "results) to this file")
+                             "results, command, controls) to this file")
     phone = parser.add_argument_group(
         "phone", "at start-up, new photos are pulled over ADB from a connected phone into the "
                  "gallery (default ~/sketch-gallery) while the window runs")
@@ -152,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     options = AppOptions(source=args.source, sketch_dir=args.sketch_dir.expanduser(), gallery=gallery,
                          window=args.window, max_frames=args.max_frames, screenshot=args.screenshot,
                          live=args.live, pause=args.pause,
-                         events=args.events.expanduser() if args.events else None)
+                         events=args.events.expanduser() if args.events else None,
+                         adb_port=args.adb_port, serial=args.serial)
     phone_sync = None
     if sync:
         gallery.mkdir(parents=True, exist_ok=True)  # the phone's photos land here

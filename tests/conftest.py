@@ -23,6 +23,24 @@ def shared_path(*parts: str) -> Path:
 
 
 @pytest.fixture(scope="session", autouse=True)
+def user_home(tmp_path_factory):
+    """A per-user home of the tests' own (never the real one), past its first start: the help
+    card that a first start shows is tested where a test asks for a fresh home."""
+    from sketch_search.app.first_start import remember_help_shown
+    from sketch_search.common.home import HOME_VARIABLE
+
+    before = os.environ.get(HOME_VARIABLE)
+    home = tmp_path_factory.mktemp("home")
+    remember_help_shown(home)
+    os.environ[HOME_VARIABLE] = str(home)
+    yield home
+    if before is None:
+        os.environ.pop(HOME_VARIABLE, None)
+    else:
+        os.environ[HOME_VARIABLE] = before
+
+
+@pytest.fixture(scope="session", autouse=True)
 def one_torch_thread():
     """Tiny models gain nothing from threads, and on a busy 2-core CI machine the pool spins."""
     import torch
