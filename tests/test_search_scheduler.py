@@ -192,3 +192,39 @@ def test_stop_cancels_the_run_and_drops_the_saves_not_started():
     assert scheduler.stop(9.0) == [waiting]
     assert run.cancelled and scheduler.pending == 1 and scheduler.next_job(9.0) is None
     assert scheduler.run_ended(run) == run.saves
+
+
+# -- the worker's one owner ------------------------------------------------------------------------
+class _Loading:
+    """A pipeline whose model load takes `seconds` and checks for a stop only when `checks`."""
+
+    gallery_size = 0
+
+    def __init__(self, seconds: float, checks: bool):
+        import threading
+        self.release = threading.Event()
+        self.seconds, self.checks = seconds, checks
+
+    def load(self, status=None):
+        import time
+        deadline = time.monotonic() + self.seconds
+        while time.monotonic() < deadline and not self.release.is_set():
+            if self.checks and status is not None:
+                status("loading captioner")   # the worker's stop check runs here
+            time.sleep(0.01)
+
+
+def test_the_owner_joins_once_and_asks_for_a_hard_exit_only_when_the_thread_is_stuck():
+    from sketch_search.app.search_worker import SearchWorker, WorkerOwner
+
+    stoppable = SearchWorker(_Loading(30, checks=True))
+    with WorkerOwner(stoppable, stop_seconds=5) as owner:
+        pass
+    assert not owner.hard_exit_needed and stoppable.join(0)
+    stuck = _Loading(30, checks=False)        # a model load that cannot be interrupted
+    worker = SearchWorker(stuck)
+    with WorkerOwner(worker, stop_seconds=0.2) as owner:
+        pass
+    assert owner.hard_exit_needed and not worker.join(0)
+    stuck.release.set()
+    assert worker.join(10)
