@@ -250,6 +250,11 @@ class SearchScheduler:
                                        or not self.index.done)
 
     @property
+    def jobs_waiting(self) -> bool:
+        """A save, preview or run ahead waits: an indexing slice ends after its batch."""
+        return bool(self._saves) or self._preview is not None or self._ahead is not None
+
+    @property
     def idle(self) -> bool:
         """No save, preview or run ahead waits or runs (indexing may go on)."""
         return (self.pending == 0 and self._preview is None and self._ahead is None
@@ -261,8 +266,7 @@ class SearchScheduler:
             return None
         if self._index_wanted and (not self._index_started or self._rescan):
             return StartIndex()
-        jobs_waiting = self._saves or self._preview is not None or self._ahead is not None
-        if jobs_waiting and self._index_wanted and self.index is None:
+        if self.jobs_waiting and self._index_wanted and self.index is None:
             return IndexSlice()                   # nothing is searchable before the first slice
         if self._saves:
             return self._save_job(self._saves.popleft())

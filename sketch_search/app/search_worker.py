@@ -34,6 +34,7 @@ from sketch_search.common.errors import BlankSketchError, SketchSearchError
 log = logging.getLogger(__name__)
 
 IDLE_POLL_SECONDS = 0.5    # with a phone sync, how often an idle worker looks for new photos
+SLICE_SECONDS = 1.0        # indexing between jobs, in slices this long (a job waits for one at most)
 STOP_SECONDS = 3.0         # at exit, how long the worker gets to stop (its query is cancelled)
 
 
@@ -65,7 +66,9 @@ class SearchBackend(Protocol):
     def warmup(self, status: Callable[[str], None] | None = None,
                cancelled: CancelCheck | None = None) -> dict[str, float]: ...
 
-    def index_gallery(self, gallery: Path, progress: Callable[[int, int], None] | None = None) -> Any: ...
+    def start_index(self, gallery: Path) -> None: ...
+
+    def index_slice(self, seconds: float = 1.0, cancelled: CancelCheck | None = None) -> Any: ...
 
     def query(self, image: Image.Image, stage: Callable[[str], None] | None = None,
               cancelled: CancelCheck | None = None) -> Any: ...
@@ -128,7 +131,6 @@ class SearchWorker:
         self._stage: str | None = None           # the running query's stage (with time left)
         self._failures = 0
         self._cancelled_runs = 0
-        self._index_report = None
         self._thread = threading.Thread(target=self._run, name="sketch-search", daemon=True)
 
     # -- the loop's side ------------------------------------------------------------------------
@@ -325,28 +327,35 @@ class SearchWorker:
 
     # -- indexing -------------------------------------------------------------------------------
     def _start_index(self) -> None:
+        """Walk the gallery: what is indexed is searchable at once, the rest queued newest first."""
         with self._lock:
             self._scheduler.index_started()
-        self._say("indexing gallery")
-
-        def progress(done: int, total: int) -> None:
-            self._check_stop()
-            self._say(f"indexing gallery {done}/{total}")
+        self._say("indexing gallery: looking for photos")
         try:
-            self._index_report = self.search.index_gallery(self.gallery, progress=progress)
+            self.search.start_index(self.gallery)
         except SketchSearchError as exc:
-            with self._lock:
-                self._scheduler.index_failed()
-            self._say(f"error: {exc}", error=True)
+            self._index_failed(exc)
             return
-        size = self.search.gallery_size
-        with self._lock:
-            self._scheduler.sliced(IndexState(size, size, True))
         self._say(None)
 
-    def _index_slice(self) -> None:  # the whole gallery is indexed at once: nothing left
+    def _index_slice(self) -> None:
+        """About SLICE_SECONDS of indexing; it ends after the batch in progress when a job waits."""
+        try:
+            progress = self.search.index_slice(
+                SLICE_SECONDS, cancelled=lambda: self._stopping() or self._scheduler.jobs_waiting)
+        except SketchSearchError as exc:
+            self._index_failed(exc)
+            return
         with self._lock:
-            self._scheduler.sliced(IndexState(self.search.gallery_size, self.search.gallery_size, True))
+            self._scheduler.sliced(IndexState(progress.searched, progress.total, progress.done))
+        if progress.done:
+            log.info("search: gallery indexed: %d photos", progress.searched)
+
+    def _index_failed(self, exc: SketchSearchError) -> None:
+        with self._lock:
+            self._scheduler.index_failed()
+        log.error("indexing stopped: %s", exc)
+        self._say(f"error: {exc}", error=True)
 
     def _coverage(self) -> tuple[IndexState | None, int]:
         """The index's state and the photos a ranking now covers (read between jobs, on this thread)."""
@@ -450,7 +459,7 @@ class SearchWorker:
                     view=self.presenter.refreshed(finished.view, results, index, searched), searched=searched)
             generated_path = save.path.with_name(f"{save.path.stem}-generated.png")
             json_path = save.path.with_suffix(".json")
-            data = save_query_files(finished.result, finished.png, self._index_report, generated_path, None)
+            data = save_query_files(finished.result, finished.png, None, generated_path, None)
             # Ready: the image is on disk, the JSON (with this number in it) follows in a moment.
             save_to_results = round(time.monotonic() - save.saved_at, 4)
             data.update(speculative=finished.speculative, save_to_results=save_to_results)
