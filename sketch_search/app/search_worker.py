@@ -107,13 +107,15 @@ class SearchWorker:
     runs ahead as `SearchScheduler` orders them.
 
     `live`: "off" (saves only), "preview" (previews, and full runs ahead after a pause) or "full"
-    (the full route as the live route). `events`: where to record what happens.
+    (the full route as the live route). `events`: where to record what happens. `slice_seconds`:
+    the length of an indexing slice between jobs (0: one batch).
     """
 
     def __init__(self, search: SearchBackend, gallery: Path | None = None,
                  gallery_changed: threading.Event | None = None, live: str = "preview",
-                 events: EventLog | None = None):
+                 events: EventLog | None = None, slice_seconds: float = SLICE_SECONDS):
         self.search = search
+        self.slice_seconds = slice_seconds
         self.gallery = gallery
         # Set by the phone sync when photos arrive: they join the indexing queue.
         self.gallery_changed = gallery_changed
@@ -339,10 +341,10 @@ class SearchWorker:
         self._say(None)
 
     def _index_slice(self) -> None:
-        """About SLICE_SECONDS of indexing; it ends after the batch in progress when a job waits."""
+        """About `slice_seconds` of indexing; it ends after the batch in progress when a job waits."""
         try:
             progress = self.search.index_slice(
-                SLICE_SECONDS, cancelled=lambda: self._stopping() or self._scheduler.jobs_waiting)
+                self.slice_seconds, cancelled=lambda: self._stopping() or self._scheduler.jobs_waiting)
         except SketchSearchError as exc:
             self._index_failed(exc)
             return
