@@ -42,6 +42,7 @@ from sketch_search.app.air_canvas import (  # noqa: E402
 cap_worker_threads()  # before anything imports torch
 
 from device.phone_sync import DEFAULT_ADB_PORT, DEFAULT_FOLDERS  # noqa: E402
+from retrieval.gallery import gallery_folder  # noqa: E402
 from sketch_search.app.cli import (  # noqa: E402
     add_gallery_arguments,
     add_model_arguments,
@@ -52,7 +53,7 @@ from sketch_search.app.cli import (  # noqa: E402
 from sketch_search.app.model_plan import plan_models  # noqa: E402
 from sketch_search.app.search_worker import stop_all  # noqa: E402
 from sketch_search.common.command import run_command, setup_logging  # noqa: E402
-from sketch_search.common.errors import GalleryError, SketchSearchError  # noqa: E402
+from sketch_search.common.errors import SketchSearchError  # noqa: E402
 
 DEFAULT_GALLERY = Path("~/sketch-gallery")
 INTERRUPTED = "interrupted: saved sketches and their results are in --sketch-dir"
@@ -135,10 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     gallery = args.gallery.expanduser() if args.gallery else None
     if gallery is None and sync:
         gallery = DEFAULT_GALLERY.expanduser()
-    if gallery is not None and gallery.exists() and not gallery.is_dir():
-        raise GalleryError(f"--gallery {gallery}: not a folder; pass the folder of your photos")
-    if gallery is not None and not gallery.exists() and not sync:
-        raise GalleryError(f"--gallery {gallery}: no such folder; pass the folder of your photos")
+    if gallery is not None:
+        gallery_folder(gallery, missing_ok=sync)  # the phone sync makes a missing one
     search = None
     if args.search:
         settings = settings_from(args)
