@@ -108,11 +108,11 @@ def _check_display() -> None:
 def build(argv: list[str] | None = None):
     """The air canvas app for these arguments; everything a user can get wrong is checked before
     the camera opens or a model loads."""
+    from retrieval.gallery import gallery_folder
     from sketch_search.app.air_canvas import AirCanvasApp, AppOptions
     from sketch_search.app.cli import quiet_model_libraries, settings_from
     from sketch_search.app.model_plan import plan_models
     from sketch_search.common.command import setup_logging
-    from sketch_search.common.errors import GalleryError
 
     args = parse_args(argv)
     setup_logging(args.verbose)
@@ -122,10 +122,8 @@ def build(argv: list[str] | None = None):
     gallery = args.gallery.expanduser() if args.gallery else None
     if gallery is None and sync:
         gallery = DEFAULT_GALLERY.expanduser()
-    if gallery is not None and gallery.exists() and not gallery.is_dir():
-        raise GalleryError(f"--gallery {gallery}: not a folder; pass the folder of your photos")
-    if gallery is not None and not gallery.exists() and not sync:
-        raise GalleryError(f"--gallery {gallery}: no such folder; pass the folder of your photos")
+    if gallery is not None:
+        gallery_folder(gallery, missing_ok=sync)  # the phone sync makes a missing one
     search = None
     if args.search:
         settings = settings_from(args)

@@ -9,7 +9,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sketch_search.app.cli import add_gallery_arguments, add_model_arguments, quiet_model_libraries, settings_from
+from retrieval.gallery import gallery_folder
+from sketch_search.app.cli import (
+    add_gallery_arguments,
+    add_model_arguments,
+    index_flags,
+    progress_bar,
+    quiet_model_libraries,
+    settings_from,
+)
 from sketch_search.app.model_plan import plan_models
 from sketch_search.app.outputs import (
     QueryFiles,
@@ -20,7 +28,7 @@ from sketch_search.app.outputs import (
     write_json,
 )
 from sketch_search.common.command import run_command, setup_logging
-from sketch_search.common.errors import BlankSketchError, GalleryError, NotAnImageError
+from sketch_search.common.errors import BlankSketchError, NotAnImageError
 from sketch_search.common.files import PHOTO_EXTENSIONS, is_photo_name
 from sketch_search.common.names import display_name
 
@@ -107,9 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         except BlankSketchError as exc:
             raise BlankSketchError(f"--image_path {path}: {exc}") from None
         sketches.append(sketch)
-    gallery = args.gallery.expanduser()
-    if not gallery.is_dir():
-        raise GalleryError(f"--gallery {gallery}: not a folder; pass the folder of your photos")
+    gallery = gallery_folder(args.gallery)
     files = plan_query_files(paths, args.output, args.json, several)
     settings = settings_from(args)
     plan_models(settings)  # missing models: one line now, before the slow torch imports
@@ -118,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     from sketch_search.app.sketch_search import SketchSearch
     search = SketchSearch(settings)
     search.load()
-    report = search.index_gallery(gallery)
+    with index_flags(), progress_bar("indexing gallery", "photo", settings.show_progress) as progress:
+        report = search.index_gallery(gallery, progress)
     for number, (path, sketch, plan) in enumerate(zip(paths, sketches, files), 1):
         if several:
             print(f"== sketch {number}/{len(paths)}: {display_name(path)}")

@@ -28,13 +28,13 @@ from checkpoints import layout
 from generation.pix2pix_turbo import Pix2PixTurbo
 from generation.preprocess import PreparedSketch, prepare_sketch
 from retrieval.embedder import DinoEmbedder
+from retrieval.gallery import gallery_folder
 from retrieval.index import GalleryIndex, IndexReport, default_index_path
 from retrieval.search import VectorSearch
 from sketch_search.app.model_plan import MODEL_STAGES, plan_models
 from sketch_search.app.precision import placement
 from sketch_search.app.settings import Settings
 from sketch_search.common.cancel import CancelCheck, check, checked_modules
-from sketch_search.common.errors import GalleryError
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +108,7 @@ class SketchSearch:
         self._paths: list[Path] = []
         self._search = VectorSearch(np.zeros((0, 0), np.float32))
         self._lock = threading.Lock()  # one query or index update at a time
+        self._rebuild_index = settings.rebuild_index  # the first index opened is rebuilt, no later one
 
     # -- models -------------------------------------------------------------------------------
     def load(self, status: StatusFn | None = None, stages: Sequence[str] = MODEL_STAGES) -> None:
@@ -251,13 +252,11 @@ class SketchSearch:
         """Bring the gallery's index up to date (new/changed photos only) and hold its vectors."""
         if self.embedder is None:
             self.load(stages=("embedder",))
-        gallery = Path(gallery).expanduser()
-        if not gallery.is_dir():
-            raise GalleryError(f"--gallery {gallery}: not a folder; pass the folder of your photos")
-        rebuild, self.settings.rebuild_index = self.settings.rebuild_index, False  # once, not per call
+        gallery = gallery_folder(gallery)
+        rebuild, self._rebuild_index = self._rebuild_index, False  # once, not per call
         with self._lock, GalleryIndex(self.index_path(gallery), rebuild=rebuild) as index:
             report = index.update(gallery, self.embedder, batch_size=self.settings.batch_size,
-                                  progress=progress, show_progress=self.settings.show_progress)
+                                  progress=progress)
             self._paths, vectors = index.load_vectors()
             self._search = VectorSearch(vectors)  # exact unless the gallery is huge
         log.info("gallery %s: %d photos indexed", gallery, len(self._paths))
