@@ -19,9 +19,16 @@ from sketch_search.app.cli import (
     settings_from,
 )
 from sketch_search.app.model_plan import plan_models
-from sketch_search.app.outputs import QueryFiles, plan_query_files, save_query_files, write_file, write_json
+from sketch_search.app.outputs import (
+    QueryFiles,
+    plan_query_files,
+    png_bytes,
+    save_query_files,
+    write_file,
+    write_json,
+)
 from sketch_search.common.command import run_command, setup_logging
-from sketch_search.common.errors import BlankSketchError, NotAnImageError, SketchSearchError
+from sketch_search.common.errors import BlankSketchError, NotAnImageError
 from sketch_search.common.files import PHOTO_EXTENSIONS, is_photo_name
 from sketch_search.common.names import display_name
 
@@ -122,23 +129,20 @@ def main(argv: list[str] | None = None) -> int:
     for number, (path, sketch, plan) in enumerate(zip(paths, sketches, files), 1):
         if several:
             print(f"== sketch {number}/{len(paths)}: {display_name(path)}")
-        data = search_one(search, sketch, report, plan, load_image)
+        data = search_one(search, sketch, report, plan)
         print_report(data, plan.grid)
     return 0
 
 
-def search_one(search, sketch, report, plan: QueryFiles, load_image) -> dict:
+def search_one(search, sketch, report, plan: QueryFiles) -> dict:
     """One sketch's query and its files: generated image, grid, then the JSON."""
+    from retrieval.images import load_thumbnail
     from sketch_search.app.results_grid import render_results_grid
     result = search.query(sketch)
-    thumbs = []
-    for path, score in result.results:
-        try:
-            thumbs.append((path, load_image(path, min_side=256), score))
-        except SketchSearchError:  # deleted since indexing: still listed, shown grey
-            thumbs.append((path, None, score))
+    # A photo deleted since indexing is still listed, shown grey.
+    thumbs = [(path, load_thumbnail(path, min_side=256), score) for path, score in result.results]
     grid = render_results_grid(result.sketch.preview, result.generated, thumbs, result.caption)
-    data = save_query_files(result, report, plan.generated, None)
+    data = save_query_files(result, png_bytes(result.generated), report, plan.generated, None)
     write_file(plan.grid, lambda p: grid.save(p, format="PNG"))
     if plan.json is not None:
         write_json(plan.json, data)

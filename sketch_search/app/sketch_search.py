@@ -61,13 +61,11 @@ class Encoded:
 
 
 @dataclass
-class QueryResult:
-    caption: str
-    prompt: str
-    sketch: PreparedSketch
-    generated: Image.Image
-    results: list[tuple[Path, float]]
-    timings: dict[str, float] = field(default_factory=dict)
+class QueryResult(Encoded):
+    """A sketch's route (its `vector` kept, so the answer can be ranked again over a grown index)
+    and the ranked photos."""
+
+    results: list[tuple[Path, float]] = field(default_factory=list)
 
     def to_dict(self, generated_image_path: Path | str | None,
                 index_report: IndexReport | None = None) -> dict:
@@ -235,7 +233,7 @@ class SketchSearch:
         timings["searching"] += time.perf_counter() - ranking
         timings["total"] = time.perf_counter() - start
         return QueryResult(encoded.caption, encoded.prompt, encoded.sketch, encoded.generated,
-                           results, timings)
+                           encoded.vector, timings, results)
 
     def warmup(self, status: StatusFn | None = None, cancelled: CancelCheck | None = None) -> dict[str, float]:
         """Run every model once on a made-up sketch so that the first real query is not the slow one.
