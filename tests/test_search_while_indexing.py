@@ -97,9 +97,13 @@ def test_a_save_during_indexing_is_answered_from_the_newest_photos_then_refreshe
         assert last["searched"] == last["total"] == PHOTOS
         data = json.loads(sketch.with_suffix(".json").read_text())
         assert data["results"] == last["results"] and data["searched"] == data["total"] == PHOTOS
-        # The panel's view follows: the last outcome is the refresh, covering every photo.
-        outcomes = [o for o in worker.finished() if o.sketch_path == sketch]
-        assert outcomes[-1].refresh and outcomes[-1].view.gallery_size == PHOTOS
+        # The panel's view follows: refreshed outcomes, the last covering every photo (posted
+        # just after its event is written).
+        outcomes = []
+        until(lambda: outcomes.extend(o for o in worker.finished() if o.sketch_path == sketch)
+              or outcomes[-1].view.gallery_size == PHOTOS)
+        assert outcomes[-1].refresh and outcomes[-1].view.total == PHOTOS
+        assert not outcomes[0].refresh and outcomes[0].view.gallery_size == first["searched"]
 
         # Photos from the phone join the queue (newer than all), and the answer grows with them.
         write_photos(big_gallery, 20, PHOTOS, time.time() - 10_000)
