@@ -104,6 +104,8 @@ def test_a_save_during_indexing_is_answered_from_the_newest_photos_then_refreshe
               or outcomes[-1].view.gallery_size == PHOTOS)
         assert outcomes[-1].refresh and outcomes[-1].view.total == PHOTOS
         assert not outcomes[0].refresh and outcomes[0].view.gallery_size == first["searched"]
+        # The status line's "found ..." followed the answer: no "searched X of Y" once all are.
+        until(lambda: worker.status[0].startswith("found ") and "searched" not in worker.status[0])
 
         # Photos from the phone join the queue (newer than all), and the answer grows with them.
         write_photos(big_gallery, 20, PHOTOS, time.time() - 10_000)

@@ -131,6 +131,7 @@ class SearchWorker:
         self._status: str | None = "starting"    # None: the ready line, from the index's state
         self._status_error = False
         self._stage: str | None = None           # the running query's stage (with time left)
+        self._found: str | None = None           # the status line of the latest save's answer
         self._failures = 0
         self._cancelled_runs = 0
         self._thread = threading.Thread(target=self._run, name="sketch-search", daemon=True)
@@ -471,6 +472,8 @@ class SearchWorker:
                               save_to_results=save_to_results, **self._covered(index, searched),
                               results=listed(finished.result.results))
             self._say(found_line(finished.view, finished.speculative, index))
+            with self._lock:
+                self._found = self._status
             log.info("%s: results in %s", save.path.name, json_path)
             with self._lock:
                 self._scheduler.delivered(answer, searched, time.monotonic())
@@ -496,6 +499,8 @@ class SearchWorker:
                           results=listed(results))
         with self._lock:
             self._scheduler.refreshed(searched, time.monotonic())
+            if self._status == self._found:  # still on show: say what the answer covers now
+                self._status = self._found = found_line(view, answer.finished.speculative, index)
         self._post(SearchOutcome(answer.save.path, answer.json_path, view, speculative=answer.finished.speculative,
                                  refresh=True))
 
