@@ -3,7 +3,7 @@
 One thread, one model call at a time: it loads the models, then asks the scheduler for the next
 job (index, save, preview, run ahead, warm-up, refresh) and runs it; every call into the
 scheduler, and every field the window reads, is under one lock. `Presenter` makes what the
-window shows; `outputs` writes a save's files; `EventLog` records what happened (--events).
+window shows; `SaveAnswers` writes a save's files and its events (--events).
 Canvases are told apart by their exported pixels (`image_key`).
 """
 from __future__ import annotations
@@ -15,7 +15,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -24,7 +23,8 @@ from PIL import Image
 from sketch import overlay
 from sketch_search.app import search_scheduler as jobs
 from sketch_search.app.events import EventLog
-from sketch_search.app.outputs import png_bytes, save_query_files, write_json
+from sketch_search.app.outputs import png_bytes
+from sketch_search.app.search_answers import Answer, Finished, SaveAnswers, SearchOutcome, listed
 from sketch_search.app.search_presenter import Presenter, found_line, ready_line
 from sketch_search.app.search_scheduler import IndexState, Run, Save, SearchScheduler
 from sketch_search.app.time_left import TimeLeft
@@ -41,18 +41,6 @@ STOP_SECONDS = 3.0         # at exit, how long the worker gets to stop (its quer
 def image_key(image: Image.Image) -> str:
     """What tells two canvases apart: a hash of the exported pixels."""
     return hashlib.blake2b(image.tobytes(), digest_size=16).hexdigest()
-
-
-@dataclass
-class SearchOutcome:
-    sketch_path: Path | None
-    json_path: Path | None = None
-    view: overlay.ResultsView | None = None
-    error: str | None = None
-    live: bool = False              # a preview (or --live full run), not a save's results
-    speculative: bool = False       # a save answered by a run started ahead of it
-    save_to_results: float | None = None
-    refresh: bool = False           # a save's answer ranked again over a larger index
 
 
 class SearchBackend(Protocol):
@@ -78,30 +66,6 @@ class SearchBackend(Protocol):
     def rank(self, vector: Any, k: int | None = None) -> list[tuple[Path, float]]: ...
 
 
-@dataclass(frozen=True)
-class Finished:
-    """A full run's answer, kept for saves of the same canvas."""
-    result: Any                     # QueryResult (its vector ranks it again)
-    png: bytes                      # the generated image, encoded once
-    view: overlay.ResultsView
-    speculative: bool
-    searched: int                   # photos its ranking covered
-
-
-@dataclass(frozen=True)
-class Answer:
-    """A save's latest answer: what a refresh ranks again and rewrites."""
-    save: Save
-    json_path: Path
-    finished: Finished
-    data: dict                      # the JSON written, less results/searched/total
-
-
-def listed(results) -> list[dict]:
-    """Ranked photos as the events and the JSON list them."""
-    return [{"path": str(p), "score": round(float(s), 6)} for p, s in results]
-
-
 class SearchWorker:
     """One thread: loads the models, then indexes the gallery and answers saves, previews and
     runs ahead as `SearchScheduler` orders them.
@@ -122,6 +86,7 @@ class SearchWorker:
         self.live = live
         self.events = events or EventLog()
         self.presenter = Presenter()
+        self.answers = SaveAnswers(search, self.presenter, self.events)
         self.time_left = TimeLeft()
         self.loaded = threading.Event()
         self._lock = threading.Condition()
@@ -452,64 +417,38 @@ class SearchWorker:
 
     # -- answers --------------------------------------------------------------------------------
     def _deliver(self, save: Save, finished: Finished) -> None:
-        """Write a save's files from a finished run (ranked again if the index grew) and post it."""
+        """Write a save's files from a finished run and post its results."""
+        index, searched = self._coverage()
         try:
-            index, searched = self._coverage()
-            if searched != finished.searched:  # run ahead over fewer photos: its vector, ranked again
-                results = self.search.rank(finished.result.vector)
-                finished = dataclasses.replace(
-                    finished, result=dataclasses.replace(finished.result, results=results),
-                    view=self.presenter.refreshed(finished.view, results, index, searched), searched=searched)
-            generated_path = save.path.with_name(f"{save.path.stem}-generated.png")
-            json_path = save.path.with_suffix(".json")
-            data = save_query_files(finished.result, finished.png, None, generated_path, None)
-            # Ready: the image is on disk, the JSON (with this number in it) follows in a moment.
-            save_to_results = round(time.monotonic() - save.saved_at, 4)
-            data.update(speculative=finished.speculative, save_to_results=save_to_results)
-            answer = Answer(save, json_path, finished, data)
-            self._write_answer(answer, finished.result.results, index, searched)
-            self.events.write("results", sketch=str(save.path), speculative=finished.speculative,
-                              save_to_results=save_to_results, **self._covered(index, searched),
-                              results=listed(finished.result.results))
-            self._say(found_line(finished.view, finished.speculative, index))
-            with self._lock:
-                self._found = self._status
-            log.info("%s: results in %s", save.path.name, json_path)
-            with self._lock:
-                self._scheduler.delivered(answer, searched, time.monotonic())
-            self._post(SearchOutcome(save.path, json_path, finished.view, speculative=finished.speculative,
-                                     save_to_results=save_to_results), answers=save)
+            answer, outcome = self.answers.answer(save, finished, index, searched)
         except SketchSearchError as exc:
             with self._lock:
                 self._failures += 1
             self._say(f"search failed: {exc}", error=True)
             self._post(SearchOutcome(save.path, error=str(exc)), answers=save)
+            return
+        log.info("%s: results in %s", save.path.name, answer.json_path)
+        line = found_line(outcome.view, outcome.speculative, index)
+        log.info("search: %s", line)
+        with self._lock:
+            self._status, self._status_error, self._found = line, False, line
+            self._scheduler.delivered(answer, searched, time.monotonic())
+        self._post(outcome, answers=save)
 
     def _refresh(self, answer: Answer) -> None:
         """The most recent save ranked again over the larger index: its JSON and panel follow."""
         index, searched = self._coverage()
-        results = self.search.rank(answer.finished.result.vector)
-        view = self.presenter.refreshed(answer.finished.view, results, index, searched)
         try:
-            self._write_answer(answer, results, index, searched)
+            outcome = self.answers.refresh(answer, index, searched)
         except SketchSearchError as exc:  # the answer before stays, and so does its file
             log.warning("%s: not refreshed: %s", answer.save.path.name, exc)
-        self.events.write("results", sketch=str(answer.save.path), refresh=True,
-                          speculative=answer.finished.speculative, **self._covered(index, searched),
-                          results=listed(results))
+            outcome = None
         with self._lock:
             self._scheduler.refreshed(searched, time.monotonic())
-            if self._status == self._found:  # still on show: say what the answer covers now
-                self._status = self._found = found_line(view, answer.finished.speculative, index)
-        self._post(SearchOutcome(answer.save.path, answer.json_path, view, speculative=answer.finished.speculative,
-                                 refresh=True))
-
-    @staticmethod
-    def _covered(index: IndexState | None, searched: int) -> dict:
-        return {"searched": searched, "total": max(index.total, searched) if index is not None else searched}
-
-    def _write_answer(self, answer: Answer, results, index: IndexState | None, searched: int) -> None:
-        write_json(answer.json_path, dict(answer.data, results=listed(results), **self._covered(index, searched)))
+            if outcome is not None and self._status == self._found:  # on show: say what it covers now
+                self._status = self._found = found_line(outcome.view, outcome.speculative, index)
+        if outcome is not None:
+            self._post(outcome)
 
     def _preview(self, job: jobs.Preview) -> None:
         try:
