@@ -11,7 +11,8 @@ of an unchanged drawing shows its results at once.
 
 With --source VIDEO a video file stands in for the webcam (shown as it is, not mirrored: a
 recording is usually already the right way round) and the program ends at its last frame,
-after any search still running. Each save writes <sketch-dir>/sketch-<time>.png and, with
+after any search still running (not after indexing: a new gallery is searched while it is
+indexed, and what was indexed is kept for the next start). Each save writes <sketch-dir>/sketch-<time>.png and, with
 search on, sketch-<time>.json and sketch-<time>-generated.png.
 
 Every way out (Q or Esc, the video's end, Ctrl+C, SIGTERM, a camera failure) cancels the running
