@@ -8,7 +8,7 @@ circles, so every frame costs a hand-tracking pass and a stroke update, like a d
 Run 1: no search. Run 2: the real pipeline (SketchSearch; tiny random models from
 tools/fixtures/tiny_checkpoints when --checkpoints is not given), loaded beforehand, with queries submitted
 back to back so one is always running on the worker thread while the loop runs. The worker's
-torch threads are capped as main.py caps them (app.air_canvas.worker_threads; OMP_NUM_THREADS set by
+torch threads are capped as main.py caps them (sketch_search.app.bootstrap.worker_threads; OMP_NUM_THREADS set by
 the caller wins). --pace 30 delivers frames like a 30 fps webcam. The loop tracks two hands
 (sketch.tracker.TwoHandTracker).
 
@@ -28,15 +28,15 @@ import threading
 import time
 from pathlib import Path
 
-os.environ.setdefault("GLOG_minloglevel", "2")
+from sketch_search.app.bootstrap import bootstrap
 
-from sketch.camera import FrameSource
-from sketch_search.app.air_canvas import AirCanvasApp, AppOptions, cap_worker_threads
-from sketch_search.common.command import run_command, setup_logging
+bootstrap()  # before MediaPipe or torch is imported, as main.py
+
+from sketch.camera import FrameSource  # noqa: E402
+from sketch_search.app.air_canvas import AirCanvasApp, AppOptions  # noqa: E402
+from sketch_search.common.command import run_command, setup_logging  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-
-cap_worker_threads()
 
 
 def hand_video(path: Path, frames: int, hands: int = 1) -> Path:

@@ -79,6 +79,7 @@ class ResultsView:
     gallery_size: int = 0
     seconds: float = 0.0
     label: str | None = None
+    total: int = 0          # photos of the gallery known, indexed or not (> gallery_size while indexing)
 
 
 def text(image: np.ndarray, line: str, origin: tuple[int, int], scale: float = 0.5,
@@ -195,6 +196,8 @@ def render_panel(height: int, results: ResultsView | None) -> np.ndarray:
     shown = results.photos[:rows * TILE_COLUMNS]
     heading = (f"top {len(results.photos)} of {results.gallery_size} photos"
                if results.gallery_size else "no gallery photos to compare with")
+    if results.total > results.gallery_size:  # the gallery is still being indexed
+        heading = f"top {len(results.photos)}, searched {results.gallery_size:,} of {results.total:,} photos"
     if results.label:  # matches while drawing: a banner above them says so
         cv2.rectangle(panel, (0, RESULTS_TOP - 24), (PANEL_WIDTH - 1, RESULTS_TOP - 2), PREVIEW_BG, -1)
         text(panel, fit_text(results.label, PANEL_WIDTH - 2 * GAP, 0.45), (GAP, RESULTS_TOP - 8), 0.45, TEXT)

@@ -314,14 +314,14 @@ def test_no_hand_lifts_the_pen_and_a_new_stroke_starts(landmarks):
 # -- the worker's thread budget -------------------------------------------------------------------
 @pytest.mark.parametrize("cores, threads", [(1, 1), (2, 2), (3, 2), (4, 3), (16, 15)])
 def test_worker_leaves_the_loop_a_core_except_where_that_would_halve_it(cores, threads):
-    from sketch_search.app.air_canvas import worker_threads
+    from sketch_search.app.bootstrap import worker_threads
     assert worker_threads(cores) == threads
 
 
 def test_worker_thread_cap_is_set_unless_the_user_chose(monkeypatch):
     import os
 
-    from sketch_search.app.air_canvas import cap_worker_threads
+    from sketch_search.app.bootstrap import cap_worker_threads
     monkeypatch.setattr(os, "cpu_count", lambda: 8)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     cap_worker_threads()

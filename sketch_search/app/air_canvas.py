@@ -12,8 +12,8 @@ never imports torch.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
-import os
 import sys
 import time
 from collections import deque
@@ -34,7 +34,7 @@ from sketch.tracker import TwoHandTracker
 from sketch_search.app.events import EventLog
 from sketch_search.app.first_start import first_start, remember_help_shown
 from sketch_search.app.photo_view import OpenedPhoto, PhoneCheck, PhoneShown, PhotoViewer
-from sketch_search.app.search_worker import SearchWorker, image_key
+from sketch_search.app.search_worker import SearchWorker, WorkerOwner, image_key
 from sketch_search.common.errors import BlankSketchError, CameraError, SketchSearchError
 from sketch_search.common.files import write_atomically
 from sketch_search.common.names import display_name
@@ -50,26 +50,6 @@ KEY_CONTROLS = {"r": "clear", "z": "undo", "y": "redo", "h": "help", "b": "back"
 LIVE_MODES = ("off", "preview", "full")
 PREVIEW_SECONDS = 0.5      # during a long stroke, a preview of the drawing so far this often
 PAUSE_SECONDS = 1.0        # pen up this long on a changed canvas: search ahead of the save
-STOP_SECONDS = 3.0         # at exit, how long the worker gets to stop (a query is cancelled)
-
-
-def worker_threads(cores: int) -> int:
-    """Torch threads for the search worker on a machine with `cores` CPU cores.
-
-    All but one, so the camera loop keeps a core, but two where there are two: a 30 fps webcam
-    needs only ~40 % of a core for tracking (14 ms a frame), and on 2 cores a second worker thread
-    made a full-size query 1.4x faster (31 -> 22 s) with the loop still at 30 fps (BENCHMARKS.md,
-    table 6).
-    """
-    return max(1, min(cores, max(2, cores - 1)))
-
-
-def cap_worker_threads() -> None:
-    """Cap the model libraries' thread pools at worker_threads(cores), leaving the loop its share.
-
-    Must run before torch is imported (it reads OMP_NUM_THREADS once); a value the user set wins.
-    """
-    os.environ.setdefault("OMP_NUM_THREADS", str(worker_threads(os.cpu_count() or 2)))
 
 
 @dataclass
@@ -110,6 +90,7 @@ class AirCanvasApp:
         self.events = EventLog(options.events)
         self.worker = (SearchWorker(search, options.gallery, changed, options.live, self.events)
                        if search is not None else None)
+        self._worker_owner = WorkerOwner(self.worker) if self.worker is not None else None
         self.canvas: Canvas | None = None
         self.pen: AirPen | None = None
         self.tracker: TwoHandTracker | None = None
@@ -257,7 +238,7 @@ class AirCanvasApp:
             self.press(pressed.name)
         self._follow_drawing(t)
         self._last_frame = frame
-        self._collect_results()
+        self.collect_results()
         self._collect_photo_jobs()
         screen.settle(self.presser.holding)
         self._send_controls()
@@ -336,12 +317,23 @@ class AirCanvasApp:
             if self.screen is not None:   # None: the video ended before its first frame
                 self.screen.offer_results(view.photos if view is not None else [], self.presser.holding)
 
-    def _collect_results(self) -> None:
+    @property
+    def results_view(self) -> overlay.ResultsView | None:
+        """What the results panel shows (None: the help)."""
+        return self._panel_view
+
+    def collect_results(self) -> None:
+        """Take what the search worker posted: previews, a save's results (or its error), and a
+        save's answer ranked again over a larger index (shown if its results are on show)."""
         if self.worker is None:
             return
         for outcome in self.worker.finished():
             if outcome.live:  # matches for the drawing so far, until a save's results
                 self._show_view(outcome.view)
+            elif outcome.refresh:
+                if self._panel_view is self._final_view:
+                    self._show_view(outcome.view)
+                self._final_view = outcome.view
             elif outcome.view is not None:
                 self._final_view = outcome.view
                 self._show_view(outcome.view)
@@ -472,35 +464,38 @@ class AirCanvasApp:
             # loop can wait that long for the GIL each time it gets it back from OpenCV or
             # MediaPipe, many times a frame (the convoy effect). 1 ms keeps frames on time.
             sys.setswitchinterval(min(switch_interval, 0.001))
-            self.worker.start()
-        if self.phone_sync is not None:
-            self.phone_sync.start()
-        if options.window:
-            # GUI_NORMAL: no Qt toolbar or status line around the picture (it has its own)
-            cv2.namedWindow(TITLE, cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL)
         try:
-            self._loop(source)
-            self._finish_searches()
-            if options.screenshot and self._last_frame is not None:
-                self.write_screenshot(options.screenshot)
-        except (KeyboardInterrupt, SystemExit):  # Ctrl+C, SIGTERM: keep the drawing
-            self._save_on_interrupt()
-            raise
+            # Started here, cancelled and joined once on the way out, whichever way it is.
+            with self._worker_owner or contextlib.nullcontext():
+                if self.phone_sync is not None:
+                    self.phone_sync.start()
+                if options.window:
+                    # GUI_NORMAL: no Qt toolbar or status line around the picture (it has its own)
+                    cv2.namedWindow(TITLE, cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL)
+                try:
+                    self._loop(source)
+                    self._finish_searches()
+                    if options.screenshot and self._last_frame is not None:
+                        self.write_screenshot(options.screenshot)
+                except (KeyboardInterrupt, SystemExit):  # Ctrl+C, SIGTERM: keep the drawing
+                    self._save_on_interrupt()
+                    raise
+                finally:
+                    source.close()
+                    if self.tracker is not None:
+                        self.tracker.close()
         finally:
-            source.close()
-            if self.tracker is not None:
-                self.tracker.close()
-            if self.worker is not None:
-                # Cancel what runs and wait for the thread: an interpreter that ends while torch
-                # runs on a daemon thread aborts the process. main.py ends it hard if this fails.
-                self.worker.stop()
-                if not self.worker.join(STOP_SECONDS):
-                    log.info("the search worker is still busy (loading a model)")
             if options.window:
                 cv2.destroyAllWindows()
             sys.setswitchinterval(switch_interval)
             self.events.close()
         return 1 if self.worker is not None and self.worker.failures else 0
+
+    @property
+    def hard_exit_needed(self) -> bool:
+        """The search thread did not stop in time (a model still loading): the process must end
+        with os._exit, or torch aborts it as the interpreter tears the thread down."""
+        return self._worker_owner is not None and self._worker_owner.hard_exit_needed
 
     def _save_on_interrupt(self) -> None:
         """Ctrl+C or SIGTERM: save the drawing (not searched) unless it is saved as it is."""
@@ -561,7 +556,7 @@ class AirCanvasApp:
             log.info("waiting for the search to finish")
         while self.worker.busy and not self._quit:
             if self.options.window:
-                self._collect_results()
+                self.collect_results()
                 self._show()
             self.worker.wait(timeout=0.05)
-        self._collect_results()
+        self.collect_results()
