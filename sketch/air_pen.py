@@ -168,8 +168,10 @@ class AirPen:
         if len(hands) == 1:
             if (self._other_at is not None and self._pen_at is not None
                     and math.dist(palms[0], self._other_at) < math.dist(palms[0], self._pen_at)):
-                # The pen hand left: the pen passes to the remaining hand, with its gesture.
+                # The pen hand left: the pen passes to the remaining hand, with its gesture; its
+                # line is its own (never joined to where the other hand stopped).
                 self.stabilizer, self.other_stabilizer = self.other_stabilizer, self.stabilizer
+                self.canvas.end()
                 self.smoother.reset()
                 self._stroke_started = None
             self._pen_at, self._other_at = palms[0], None

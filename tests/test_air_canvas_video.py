@@ -311,6 +311,28 @@ def test_no_hand_lifts_the_pen_and_a_new_stroke_starts(landmarks):
     assert second_y - first_y > 150  # the second stroke is where the hand came back, not joined
 
 
+def test_second_hand_never_draws_and_takes_the_pen_with_its_own_line_when_the_first_leaves(landmarks):
+    from sketch.air_pen import AirPen
+    from sketch.canvas import Canvas
+
+    canvas = Canvas(*VIEW)
+    pen = AirPen(canvas)
+    t = 0.0
+    for i in range(20):  # the pen hand draws on the left from the start; a second one rests on the right
+        hands = [shifted(landmarks["pen"], -150 + i, -100)]
+        if i >= 5:
+            hands.append(shifted(landmarks["pen"], 150, 100))
+        assert pen.update(hands, t) is None
+        t += 1 / FPS
+    assert len(canvas.strokes) == 1
+    assert max(x for x, _ in canvas.strokes[0].points) < VIEW[0] / 2   # only the first hand drew
+    for i in range(15):  # the first hand leaves: the remaining one draws, a line of its own
+        pen.update([shifted(landmarks["pen"], 150 + 2 * i, 100)], t)
+        t += 1 / FPS
+    assert len(canvas.strokes) == 2
+    assert min(x for x, _ in canvas.strokes[1].points) > VIEW[0] / 2
+
+
 # -- the worker's thread budget -------------------------------------------------------------------
 @pytest.mark.parametrize("cores, threads", [(1, 1), (2, 2), (3, 2), (4, 3), (16, 15)])
 def test_worker_leaves_the_loop_a_core_except_where_that_would_halve_it(cores, threads):
