@@ -1,8 +1,8 @@
 """What the search thread does next, and what a change cancels: plain, thread-free decisions.
 
-The search thread (search_worker.py) asks `next_job` and carries the job out; the window's loop
-tells the scheduler what happened (a save, a new canvas, a change) through the worker, which
-holds one lock around every call. Nothing here sleeps, starts a thread or touches a model, so
+The search thread (search_worker.py) asks `next_job` and has `JobRunner` (search_jobs.py) carry
+the job out; the window's loop tells the scheduler what happened (a save, a new canvas, a
+change) through the worker, which holds one lock around every call. Nothing here sleeps, starts a thread or touches a model, so
 tests drive it directly.
 
 Order, most urgent first (one model call at a time):
