@@ -177,9 +177,14 @@ def _leave(code: int) -> None:
     os._exit(code)
 
 
-if __name__ == "__main__":
+def cli(argv: list[str] | None = None) -> None:
+    """The command (`python main.py`, `sketch-search draw`): run, then leave with main's status."""
     try:
-        run_command(main, interrupted=INTERRUPTED)
+        run_command(lambda: main(argv), interrupted=INTERRUPTED)
     except SystemExit as done:
         _leave(done.code if isinstance(done.code, int) else (0 if done.code is None else 1))
         raise
+
+
+if __name__ == "__main__":
+    cli()

@@ -22,9 +22,42 @@ def shared_path(*parts: str) -> Path:
     return path
 
 
-@pytest.fixture(scope="session", autouse=True)
+# The fast set (`python -m pytest -m "not slow"`): unit tests with no subprocess, window, adb or
+# tiny models. Everything else is marked slow here, in one place, rather than in each file:
+# whole modules that are about those things, single tests that start a process in a module of
+# unit tests, and any test that asks for a fixture that starts adb or writes tiny models.
+SLOW_MODULES = {
+    "test_air_canvas_video", "test_window", "test_live_search", "test_phone_search",  # hand videos, windows
+    "test_device_cli", "test_device_sync", "test_hostile_phone",  # a real adb server
+    "test_main2", "test_headless", "test_start_up_quiet", "test_hostile_gallery",  # the programs, run
+    "test_captioning", "test_embedder", "test_evaluate", "test_fetch", "test_finetune",  # tiny models
+    "test_generation_speedups", "test_lora_file", "test_model_files", "test_pipeline",
+    "test_pix2pix_turbo", "test_index", "test_search",
+}
+SLOW_TESTS = {
+    "test_command.py::test_sigterm_exits_143_through_the_runner",
+    "test_gestures.py::test_eval_command_prints_a_table_and_accuracy_last",
+    "test_gestures.py::test_eval_command_refuses_a_bad_folder_in_one_line",
+    "test_time_left.py::test_the_module_is_torch_free",
+    "test_structure.py::test_the_window_loop_and_sketch_never_import_torch",
+    "test_structure.py::test_missing_models_are_reported_before_torch_loads",
+}
+# detections: test_gestures runs MediaPipe over every real hand photo (about 40 s here).
+SLOW_FIXTURES = {"adb", "tiny_checkpoints", "detections"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = item.path.stem
+        test = f"{item.path.name}::{item.originalname}"
+        if module in SLOW_MODULES or test in SLOW_TESTS or SLOW_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(scope="session")
 def one_torch_thread():
-    """Tiny models gain nothing from threads, and on a busy 2-core CI machine the pool spins."""
+    """Tiny models gain nothing from threads, and on a busy 2-core CI machine the pool spins.
+    Asked for by the tests and fixtures that run torch; the others never import it."""
     import torch
 
     before = torch.get_num_threads()
@@ -44,7 +77,7 @@ def adb(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def tiny_checkpoints(tmp_path_factory) -> Path:
+def tiny_checkpoints(tmp_path_factory, one_torch_thread) -> Path:
     """A complete checkpoints folder of tiny random models (tools/fixtures/tiny_checkpoints.py)."""
     from tools.fixtures.tiny_checkpoints import write_tiny_checkpoints
     return write_tiny_checkpoints(tmp_path_factory.mktemp("checkpoints"))
