@@ -33,6 +33,7 @@ SLOW_MODULES = {
     "test_captioning", "test_embedder", "test_evaluate", "test_fetch", "test_finetune",  # tiny models
     "test_generation_speedups", "test_lora_file", "test_model_files", "test_pipeline",
     "test_pix2pix_turbo", "test_index", "test_search",
+    "test_models_folder",  # a python process per case
 }
 SLOW_TESTS = {
     "test_command.py::test_sigterm_exits_143_through_the_runner",
@@ -44,6 +45,13 @@ SLOW_TESTS = {
 }
 # detections: test_gestures runs MediaPipe over every real hand photo (about 40 s here).
 SLOW_FIXTURES = {"adb", "tiny_checkpoints", "detections"}
+
+
+def pytest_ignore_collect(collection_path, config):
+    """With -m "not slow", the slow modules are not even imported (several import torch)."""
+    if config.getoption("markexpr", "").strip() == "not slow" and collection_path.stem in SLOW_MODULES:
+        return True
+    return None
 
 
 def pytest_collection_modifyitems(config, items):

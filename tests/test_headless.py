@@ -17,7 +17,7 @@ import pytest
 from tests.conftest import ROOT
 from tools.fixtures.tiny_checkpoints import write_tiny_checkpoints
 
-OURS = {"main", "main2", "app", "sketch", "captioning", "generation", "retrieval", "device",
+OURS = {"main", "main2", "sketch_search", "sketch", "captioning", "generation", "retrieval", "device",
         "checkpoints", "common", "tools", "bench", "tests"}
 CAMERA_AND_PHONE = {"mediapipe", "ppadb"}  # pin numpy<2 / protobuf<5, or need adb
 # Import name -> the distribution that provides it, where they differ.
