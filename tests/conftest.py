@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -72,6 +73,14 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def torch_at_one_thread_once_imported(request):
+    """Tests of modules that imported torch (or ran code that did) get one thread too; a test
+    that never touched torch does not import it for this."""
+    if "torch" in sys.modules:
+        request.getfixturevalue("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
