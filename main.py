@@ -3,7 +3,10 @@
 A window shows the mirrored webcam image with the canvas over it. Fingers pick the tool
 (2 black, 3 green, 4 red, 5 eraser, fist or no hand: pen up) and the index fingertip draws;
 holding one finger up for about 0.6 s saves the sketch and searches the gallery while the
-window keeps running. Keys: R clear, Z undo, S save and search, Q or Esc quit.
+window keeps running. A fist moves a pointer: resting it on an on-screen button for a second
+presses it (undo, redo, help, quit, a match to open it large, back, previous, next, show on
+phone). Keys are shortcuts: R clear, Z undo, Y redo, S save and search, H help, 1-5 open a
+match, N/P next/previous, B back, M show on phone, Q quit, Esc back (or quit).
 
 While drawing, the results panel follows the sketch (--live): a preview of the matches for the
 strokes themselves after each change, and after a pause the full search runs ahead, so a save
@@ -11,12 +14,14 @@ of an unchanged drawing shows its results at once.
 
 With --source VIDEO a video file stands in for the webcam (shown as it is, not mirrored: a
 recording is usually already the right way round) and the program ends at its last frame,
-after any search still running. Each save writes <sketch-dir>/sketch-<time>.png and, with
+after any search still running (not after indexing: a new gallery is searched while it is
+indexed, and what was indexed is kept for the next start). Each save writes <sketch-dir>/sketch-<time>.png and, with
 search on, sketch-<time>.json and sketch-<time>-generated.png.
 
 Every way out (Q or Esc, the video's end, Ctrl+C, SIGTERM, a camera failure) cancels the running
-query and waits for the search thread; where it cannot stop in time (a model still loading) the
-process ends with os._exit after its files are flushed, never with an abort.
+query and waits for the search thread once (at most STOP_SECONDS); where it cannot stop in time
+(a model still loading) `cli` ends the process with os._exit after its files are flushed, never
+with an abort. `cli` runs `bootstrap()` first: the rest is imported after it, inside functions.
 """
 from __future__ import annotations
 
@@ -26,33 +31,7 @@ import os
 import sys
 from pathlib import Path
 
-# Quiet MediaPipe's native start-up chatter; the program reports what matters itself.
-os.environ.setdefault("GLOG_minloglevel", "2")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from sketch_search.app.air_canvas import (  # noqa: E402
-    LIVE_MODES,
-    PAUSE_SECONDS,
-    STOP_SECONDS,
-    AirCanvasApp,
-    AppOptions,
-    cap_worker_threads,
-)
-
-cap_worker_threads()  # before anything imports torch
-
-from device.phone_sync import DEFAULT_ADB_PORT, DEFAULT_FOLDERS  # noqa: E402
-from sketch_search.app.cli import (  # noqa: E402
-    add_gallery_arguments,
-    add_model_arguments,
-    positive_int,
-    quiet_model_libraries,
-    settings_from,
-)
-from sketch_search.app.model_plan import plan_models  # noqa: E402
-from sketch_search.app.search_worker import stop_all  # noqa: E402
-from sketch_search.common.command import run_command, setup_logging  # noqa: E402
-from sketch_search.common.errors import GalleryError, SketchSearchError  # noqa: E402
+from sketch_search.app.bootstrap import bootstrap
 
 DEFAULT_GALLERY = Path("~/sketch-gallery")
 INTERRUPTED = "interrupted: saved sketches and their results are in --sketch-dir"
@@ -73,6 +52,10 @@ def _seconds(text: str) -> float:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    from device.phone_sync import DEFAULT_ADB_PORT, DEFAULT_FOLDERS
+    from sketch_search.app.air_canvas import LIVE_MODES, PAUSE_SECONDS
+    from sketch_search.app.cli import add_gallery_arguments, add_model_arguments, positive_int
+
     parser = argparse.ArgumentParser(
         description="Draw a sketch in the air in front of a webcam and find the photos in your "
                     "gallery that look like it.")
@@ -99,7 +82,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              f"(--live preview; default {PAUSE_SECONDS:g})")
     parser.add_argument("--events", type=Path, default=None,
                         help="write one JSON line per event (preview, speculate, cancel, save, "
-                             "results) to this file")
+                             "results, command, controls) to this file")
     phone = parser.add_argument_group(
         "phone", "at start-up, new photos are pulled over ADB from a connected phone into the "
                  "gallery (default ~/sketch-gallery) while the window runs")
@@ -120,25 +103,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def _check_display() -> None:
     """OpenCV's Qt window aborts the process without a display; say so in one line instead."""
+    from sketch_search.common.errors import SketchSearchError
     if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         raise SketchSearchError("no display to open a window on (DISPLAY is not set): run it on a "
                                 "desktop, or pass --no-window")
 
 
-def main(argv: list[str] | None = None) -> int:
+def build(argv: list[str] | None = None):
+    """The air canvas app for these arguments; everything a user can get wrong is checked before
+    the camera opens or a model loads."""
+    from retrieval.gallery import gallery_folder
+    from sketch_search.app.air_canvas import AirCanvasApp, AppOptions
+    from sketch_search.app.cli import quiet_model_libraries, settings_from
+    from sketch_search.app.model_plan import plan_models
+    from sketch_search.common.command import setup_logging
+
     args = parse_args(argv)
     setup_logging(args.verbose)
-    # Everything a user can get wrong is checked before the camera opens or a model loads.
     if args.window:
         _check_display()
     sync = args.sync and args.search  # photos are only pulled to be searched
     gallery = args.gallery.expanduser() if args.gallery else None
     if gallery is None and sync:
         gallery = DEFAULT_GALLERY.expanduser()
-    if gallery is not None and gallery.exists() and not gallery.is_dir():
-        raise GalleryError(f"--gallery {gallery}: not a folder; pass the folder of your photos")
-    if gallery is not None and not gallery.exists() and not sync:
-        raise GalleryError(f"--gallery {gallery}: no such folder; pass the folder of your photos")
+    if gallery is not None:
+        gallery_folder(gallery, missing_ok=sync)  # the phone sync makes a missing one
     search = None
     if args.search:
         settings = settings_from(args)
@@ -152,37 +141,41 @@ def main(argv: list[str] | None = None) -> int:
     options = AppOptions(source=args.source, sketch_dir=args.sketch_dir.expanduser(), gallery=gallery,
                          window=args.window, max_frames=args.max_frames, screenshot=args.screenshot,
                          live=args.live, pause=args.pause,
-                         events=args.events.expanduser() if args.events else None)
+                         events=args.events.expanduser() if args.events else None,
+                         adb_port=args.adb_port, serial=args.serial)
     phone_sync = None
     if sync:
         gallery.mkdir(parents=True, exist_ok=True)  # the phone's photos land here
         from device.background_sync import BackgroundSync
         phone_sync = BackgroundSync(gallery, args.serial, args.folders, args.adb_port)
-    return AirCanvasApp(options, search, phone_sync).run()
+    return AirCanvasApp(options, search, phone_sync)
 
 
-def _leave(code: int) -> None:
-    """Before the interpreter ends: the search thread must have stopped, or torch aborts the
-    process ("terminate called without an active exception") as the thread is torn down. If it
-    cannot stop in time, flush everything and end the process here with the same exit status."""
-    try:
-        if stop_all(STOP_SECONDS):
-            return
-    except (KeyboardInterrupt, SystemExit):  # a second Ctrl+C or SIGTERM while waiting: stop waiting
-        pass
-    logging.getLogger("main").info("the search thread did not stop; ending the process")
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+def main(argv: list[str] | None = None) -> int:
+    """Run the air canvas; its exit status (call `cli` for the whole command)."""
+    return build(argv).run()
 
 
 def cli(argv: list[str] | None = None) -> None:
-    """The command (`python main.py`, `sketch-search draw`): run, then leave with main's status."""
+    """The air canvas command: set-up before imports, the run, and the one way out.
+
+    Exits with the run's status (2 for a user error, 130 on Ctrl+C, 143 on SIGTERM). When the
+    search thread could not be stopped, this is the one place that ends the process hard.
+    """
+    bootstrap()
+    from sketch_search.common.command import hard_exit, run_command, status_of
+
+    apps = []
+
+    def run() -> int:
+        app = build(argv)
+        apps.append(app)
+        return app.run()
     try:
-        run_command(lambda: main(argv), interrupted=INTERRUPTED)
+        run_command(run, interrupted=INTERRUPTED)
     except SystemExit as done:
-        _leave(done.code if isinstance(done.code, int) else (0 if done.code is None else 1))
+        if any(app.hard_exit_needed for app in apps):
+            hard_exit(status_of(done))
         raise
 
 

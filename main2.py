@@ -9,11 +9,26 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sketch_search.app.cli import add_gallery_arguments, add_model_arguments, quiet_model_libraries, settings_from
+from retrieval.gallery import gallery_folder
+from sketch_search.app.cli import (
+    add_gallery_arguments,
+    add_model_arguments,
+    index_flags,
+    progress_bar,
+    quiet_model_libraries,
+    settings_from,
+)
 from sketch_search.app.model_plan import plan_models
-from sketch_search.app.outputs import QueryFiles, plan_query_files, save_query_files, write_file, write_json
+from sketch_search.app.outputs import (
+    QueryFiles,
+    plan_query_files,
+    png_bytes,
+    save_query_files,
+    write_file,
+    write_json,
+)
 from sketch_search.common.command import run_command, setup_logging
-from sketch_search.common.errors import BlankSketchError, GalleryError, NotAnImageError, SketchSearchError
+from sketch_search.common.errors import BlankSketchError, NotAnImageError
 from sketch_search.common.files import PHOTO_EXTENSIONS, is_photo_name
 from sketch_search.common.names import display_name
 
@@ -100,9 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         except BlankSketchError as exc:
             raise BlankSketchError(f"--image_path {path}: {exc}") from None
         sketches.append(sketch)
-    gallery = args.gallery.expanduser()
-    if not gallery.is_dir():
-        raise GalleryError(f"--gallery {gallery}: not a folder; pass the folder of your photos")
+    gallery = gallery_folder(args.gallery)
     files = plan_query_files(paths, args.output, args.json, several)
     settings = settings_from(args)
     plan_models(settings)  # missing models: one line now, before the slow torch imports
@@ -111,27 +124,25 @@ def main(argv: list[str] | None = None) -> int:
     from sketch_search.app.sketch_search import SketchSearch
     search = SketchSearch(settings)
     search.load()
-    report = search.index_gallery(gallery)
+    with index_flags(), progress_bar("indexing gallery", "photo", settings.show_progress) as progress:
+        report = search.index_gallery(gallery, progress)
     for number, (path, sketch, plan) in enumerate(zip(paths, sketches, files), 1):
         if several:
             print(f"== sketch {number}/{len(paths)}: {display_name(path)}")
-        data = search_one(search, sketch, report, plan, load_image)
+        data = search_one(search, sketch, report, plan)
         print_report(data, plan.grid)
     return 0
 
 
-def search_one(search, sketch, report, plan: QueryFiles, load_image) -> dict:
+def search_one(search, sketch, report, plan: QueryFiles) -> dict:
     """One sketch's query and its files: generated image, grid, then the JSON."""
+    from retrieval.images import load_thumbnail
     from sketch_search.app.results_grid import render_results_grid
     result = search.query(sketch)
-    thumbs = []
-    for path, score in result.results:
-        try:
-            thumbs.append((path, load_image(path, min_side=256), score))
-        except SketchSearchError:  # deleted since indexing: still listed, shown grey
-            thumbs.append((path, None, score))
+    # A photo deleted since indexing is still listed, shown grey.
+    thumbs = [(path, load_thumbnail(path, min_side=256), score) for path, score in result.results]
     grid = render_results_grid(result.sketch.preview, result.generated, thumbs, result.caption)
-    data = save_query_files(result, report, plan.generated, None)
+    data = save_query_files(result, png_bytes(result.generated), report, plan.generated, None)
     write_file(plan.grid, lambda p: grid.save(p, format="PNG"))
     if plan.json is not None:
         write_json(plan.json, data)

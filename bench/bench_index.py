@@ -62,7 +62,7 @@ def small_gallery(count: int) -> tuple[Path, Path]:
             Image.new("RGB", (64, 48), ((i * 37) % 256, (i * 11) % 256, (i * 5) % 256)).save(sub / f"IMG_{i:05d}.jpg")
         write_tiny_dinov2(model)
         with GalleryIndex(index_path) as index:
-            index.update(folder, DinoEmbedder.from_pretrained(model), batch_size=64, show_progress=False)
+            index.update(folder, DinoEmbedder.from_pretrained(model), batch_size=64)
         (root / full_size.DONE).touch()
     return folder, index_path
 
@@ -111,7 +111,7 @@ def run(args) -> dict:
     with tempfile.TemporaryDirectory() as work:
         with GalleryIndex(Path(work) / "index.sqlite") as index:
             start = time.perf_counter()
-            result = index.update(folder, embedder, batch_size=16, show_progress=False)
+            result = index.update(folder, embedder, batch_size=16)
             seconds = time.perf_counter() - start
     report["index"] = {"photos": result.added, "skipped": len(result.skipped), "seconds": seconds,
                        "photos_per_s": result.added / seconds}
@@ -123,7 +123,7 @@ def run(args) -> dict:
     for _ in range(3):
         start = time.perf_counter()
         with GalleryIndex(index_path) as index:
-            rerun = index.update(small, tiny, show_progress=False)
+            rerun = index.update(small, tiny)
             walked = time.perf_counter() - start
             photos, _ = index.load_vectors()
         runs.append((time.perf_counter() - start, walked))

@@ -33,14 +33,13 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("GLOG_minloglevel", "2")
+from sketch_search.app.bootstrap import bootstrap
 
-from sketch_search.app.air_canvas import PAUSE_SECONDS, AirCanvasApp, AppOptions, cap_worker_threads  # noqa: E402
-
-cap_worker_threads()  # before torch is imported, as main.py
+bootstrap()  # before MediaPipe or torch is imported, as main.py
 
 from bench.bench_loop import VideoAsCamera, run_idle, summarise  # noqa: E402
 from sketch.camera import FrameSource  # noqa: E402
+from sketch_search.app.air_canvas import PAUSE_SECONDS, AirCanvasApp, AppOptions  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 FPS = 30.0

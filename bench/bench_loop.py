@@ -1,19 +1,26 @@
 """Frames per second of the air canvas loop (main.py --no-window), idle and while searches run.
 
     python -m bench.bench_loop [--frames 300] [--checkpoints DIR] [--gallery DIR] [--pace FPS]
+    python -m bench.bench_loop --trackers [--frames 300]
 
 The camera is a 640 x 480 video of a real hand photo (../shared/data/hand-counts) moving in
 circles, so every frame costs a hand-tracking pass and a stroke update, like a drawing user.
 Run 1: no search. Run 2: the real pipeline (SketchSearch; tiny random models from
 tools/fixtures/tiny_checkpoints when --checkpoints is not given), loaded beforehand, with queries submitted
 back to back so one is always running on the worker thread while the loop runs. The worker's
-torch threads are capped as main.py caps them (app.air_canvas.worker_threads; OMP_NUM_THREADS set by
-the caller wins). --pace 30 delivers frames like a 30 fps webcam.
+torch threads are capped as main.py caps them (sketch_search.app.bootstrap.worker_threads; OMP_NUM_THREADS set by
+the caller wins). --pace 30 delivers frames like a 30 fps webcam. The loop tracks two hands
+(sketch.tracker.TwoHandTracker).
+
+--trackers instead measures MediaPipe alone, per frame, with one and with two hands in view
+(the moving pen hand; beside it a second, open hand): HandTracker with max_num_hands=1 and 2,
+and the loop's TwoHandTracker, as while drawing and "eager" (as while the pen hand is open).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import tempfile
@@ -21,19 +28,22 @@ import threading
 import time
 from pathlib import Path
 
-os.environ.setdefault("GLOG_minloglevel", "2")
+from sketch_search.app.bootstrap import bootstrap
 
-from sketch.camera import FrameSource
-from sketch_search.app.air_canvas import AirCanvasApp, AppOptions, cap_worker_threads
-from sketch_search.common.command import run_command, setup_logging
+bootstrap()  # before MediaPipe or torch is imported, as main.py
+
+from sketch.camera import FrameSource  # noqa: E402
+from sketch_search.app.air_canvas import AirCanvasApp, AppOptions  # noqa: E402
+from sketch_search.common.command import run_command, setup_logging  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
-cap_worker_threads()
 
-
-def hand_video(path: Path, frames: int) -> Path:
+def hand_video(path: Path, frames: int, hands: int = 1) -> Path:
     from tools.fixtures.hand_video import hand_video_frames, write_video
+
+    if hands == 2:
+        return write_video(path, ((frame, "") for frame in two_hands_rgb(frames, bgr=True)))
 
     def circles():
         produced = 0
@@ -92,7 +102,6 @@ class VideoAsCamera:
 def run_busy(video: Path, out: Path, checkpoints: Path, gallery: Path | None, pace: float | None) -> dict:
     from PIL import Image
 
-    from sketch_search.app.cli import setup_logging
     from sketch_search.app.settings import Settings
     from sketch_search.app.sketch_search import SketchSearch
 
@@ -132,6 +141,80 @@ def run_busy(video: Path, out: Path, checkpoints: Path, gallery: Path | None, pa
     return summary
 
 
+def two_hands_rgb(frames: int, bgr: bool = False) -> list:
+    """The pen hand drawing an oval on the left while an open hand rests on the right."""
+    import cv2
+
+    from tools.fixtures.hand_video import (
+        LEFT,
+        OPEN_PHOTO,
+        PEN_PHOTO,
+        RIGHT,
+        background_colour,
+        hand_photo,
+        paste_all,
+    )
+
+    pen, second = hand_photo(PEN_PHOTO), hand_photo(OPEN_PHOTO)
+    background = background_colour(pen)
+    out = []
+    for i in range(frames):
+        angle = 2 * math.pi * i / 100
+        frame = paste_all(background, [(pen, (LEFT[0] + 20 * math.cos(angle), LEFT[1] + 80 * math.sin(angle))),
+                                       (second, RIGHT)])
+        out.append(frame if bgr else cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+    return out
+
+
+def tracker_costs(frames: int) -> dict:
+    """Median and mean milliseconds per frame of each tracker, one and two hands in view."""
+    import cv2
+
+    from sketch.tracker import HandTracker, TwoHandTracker
+    from tools.fixtures.hand_video import LEFT, PEN_PHOTO, background_colour, hand_photo, paste_all
+
+    pen = hand_photo(PEN_PHOTO)
+    background = background_colour(pen)
+
+    def video(two: bool) -> list:
+        if two:
+            return two_hands_rgb(frames)
+        out = []
+        for i in range(frames):  # the pen hand circling on the left
+            angle = 2 * math.pi * i / 100
+            placed = [(pen, (LEFT[0] + 20 * math.cos(angle), LEFT[1] + 80 * math.sin(angle)))]
+            out.append(cv2.cvtColor(paste_all(background, placed), cv2.COLOR_BGR2RGB))
+        return out
+
+    makers = {"max_num_hands=1": lambda: HandTracker(max_num_hands=1),
+              "max_num_hands=2": lambda: HandTracker(max_num_hands=2),
+              "TwoHandTracker": TwoHandTracker,
+              "TwoHandTracker eager": TwoHandTracker}
+    results = {}
+    for hands in (1, 2):
+        rgb = video(hands == 2)
+        for name, make in makers.items():
+            tracker = make()
+            times, cpu, found = [], [], []
+            for frame in rgb:
+                start, start_cpu = time.perf_counter(), time.process_time()
+                seen = (tracker.process_all(frame, eager=name.endswith("eager"))
+                        if isinstance(tracker, TwoHandTracker) else tracker.process_all(frame))
+                times.append(time.perf_counter() - start)
+                cpu.append(time.process_time() - start_cpu)  # MediaPipe's threads included
+                found.append(len(seen))
+            tracker.close()
+            times, cpu = times[10:], cpu[10:]  # the graph's start-up
+            results[f"{hands} in view, {name}"] = {
+                "median_ms": round(1000 * statistics.median(times), 1),
+                "mean_ms": round(1000 * statistics.mean(times), 1),
+                "cpu_ms": round(1000 * statistics.mean(cpu), 1),
+                "frames_with_all_hands": round(sum(n >= hands for n in found) / len(found), 3)}
+            print(f"{hands} hand(s) in view, {name}: {results[f'{hands} in view, {name}']}", flush=True)
+    results["load_average"] = round(os.getloadavg()[0], 2)
+    return results
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=300, help="frames per run (default 300)")
@@ -143,12 +226,22 @@ def main() -> int:
                         help="deliver frames no faster than a webcam of FPS frames per second "
                              "(default: as fast as the loop takes them)")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers as JSON")
+    parser.add_argument("--hands", type=int, choices=(1, 2), default=1,
+                        help="hands in the loop's video: 1, the pen hand circling (default); 2, the pen "
+                             "hand drawing on the left and an open hand resting on the right")
+    parser.add_argument("--trackers", action="store_true",
+                        help="measure MediaPipe's cost per frame with one and two hands in view instead")
     args = parser.parse_args()
     setup_logging()
+    if args.trackers:
+        numbers = tracker_costs(args.frames)
+        if args.json:
+            args.json.write_text(json.dumps(numbers, indent=2))
+        return 0
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        video = hand_video(tmp / "hands.avi", args.frames)
+        video = hand_video(tmp / "hands.avi", args.frames, args.hands)
         idle = run_idle(video, tmp / "idle", args.pace)
         print(f"idle : {idle}", flush=True)
         checkpoints = args.checkpoints
@@ -158,7 +251,7 @@ def main() -> int:
         busy = run_busy(video, tmp / "busy", checkpoints, args.gallery, args.pace)
         print(f"busy : {busy}", flush=True)
     numbers = {"cpu_count": os.cpu_count(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-               "frames": args.frames, "pace": args.pace, "idle": idle, "busy": busy}
+               "frames": args.frames, "pace": args.pace, "hands": args.hands, "idle": idle, "busy": busy}
     if args.json:
         args.json.write_text(json.dumps(numbers, indent=2))
     return 0

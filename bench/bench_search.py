@@ -100,7 +100,8 @@ def bench_product(vectors: np.ndarray, queries: np.ndarray, exact: list) -> dict
 
 def bench_sqlite(n: int, vectors: np.ndarray, folder: Path) -> dict:
     """The product's index file with n photos: bytes per photo, and load_vectors' time."""
-    from retrieval.index import _UPSERT, GalleryIndex
+    from retrieval.index import GalleryIndex
+    from retrieval.index_store import UPSERT as _UPSERT
     path = folder / f"index-{n}.sqlite"
     with GalleryIndex(path) as index:
         con = index._con  # bench only: fill the product's schema without embedding n photos

@@ -1,4 +1,4 @@
-"""`python -m device list` and `python -m device sync --dest DIR`: the phone from the terminal."""
+"""`python -m device list|sync|show|connect|pair`: the phone from the terminal."""
 from __future__ import annotations
 
 import argparse
@@ -6,8 +6,12 @@ import json
 from pathlib import Path
 
 from device.adb_server import DEFAULT_ADB_PORT, connect_server, list_phones
+from device.phone_errors import PhoneError
 from device.phone_sync import DEFAULT_FOLDERS, sync_phone
+from device.show_on_phone import show_on_phone
+from device.wireless import connect_phone, pair_phone
 from sketch_search.common.command import run_command, setup_logging
+from sketch_search.common.errors import GalleryError
 
 
 def _port(text: str) -> int:
@@ -28,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
                             help="log what each step does")
 
     parser = argparse.ArgumentParser(
-        prog="python -m device", description="Copy a phone's photos over ADB into a gallery folder.")
+        prog="python -m device", description="The phone over ADB: copy its photos into a gallery "
+        "folder, show one of them on it, connect to it over Wi-Fi.")
     shared(parser, DEFAULT_ADB_PORT, False)
     common = argparse.ArgumentParser(add_help=False)
     shared(common, argparse.SUPPRESS, argparse.SUPPRESS)
@@ -51,6 +56,26 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--json", action="store_true", help="print the report as JSON")
     sync.add_argument("--timeout", type=float, default=30.0,
                       help="seconds to wait for the phone before giving up (default 30)")
+
+    show = commands.add_parser("show", parents=[common],
+                               help="open a synced photo in the phone's own gallery viewer")
+    show.add_argument("path", type=Path, help="the photo, in the gallery folder")
+    show.add_argument("--gallery", type=Path, required=True,
+                      help="the gallery folder the phone was synced into")
+    show.add_argument("--serial", help="only this phone (see `list`)")
+    show.add_argument("--timeout", type=float, default=5.0,
+                      help="seconds to wait for each answer of the phone (default 5)")
+
+    connect = commands.add_parser("connect", parents=[common],
+                                  help="connect to a phone over Wi-Fi (wireless debugging)")
+    connect.add_argument("address", metavar="HOST:PORT",
+                         help="the IP address & port the phone shows under Wireless debugging")
+
+    pair = commands.add_parser("pair", parents=[common],
+                               help="pair with a phone over Wi-Fi once (needs adb 30 or later)")
+    pair.add_argument("address", metavar="HOST:PORT",
+                      help="the address & port of the phone's 'Pair device with pairing code'")
+    pair.add_argument("code", help="the six-digit pairing code it shows")
     return parser
 
 
@@ -70,16 +95,50 @@ def _run_list(args: argparse.Namespace) -> int:
 
 
 def _run_sync(args: argparse.Namespace) -> int:
-    report = sync_phone(args.dest, serial=args.serial, folders=args.folders, mirror=args.mirror,
-                        adb_port=args.adb_port, timeout=args.timeout, show_progress=not args.json)
+    try:
+        report = sync_phone(args.dest, serial=args.serial, folders=args.folders,
+                            mirror=args.mirror, adb_port=args.adb_port, timeout=args.timeout,
+                            show_progress=not args.json)
+    except GalleryError as error:
+        raise GalleryError(f"--dest: {error}") from None
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.summary())
     return 0
+
+
+def _run_show(args: argparse.Namespace) -> int:
+    if not args.gallery.is_dir():
+        raise GalleryError(f"--gallery {args.gallery} is not a folder: give the folder the phone "
+                           "was synced into")
+    if not args.path.is_file():
+        raise GalleryError(f"{args.path} is not a file: give a photo in the gallery")
+    result = show_on_phone(args.gallery, args.path, adb_port=args.adb_port, serial=args.serial,
+                           timeout=args.timeout)
+    if not result.ok:
+        raise PhoneError(f"{result.message} ({result.reason})")
+    print(result.message)
+    return 0
+
+
+def _run_connect(args: argparse.Namespace) -> int:
+    print(connect_phone(args.address, args.adb_port))
+    return 0
+
+
+def _run_pair(args: argparse.Namespace) -> int:
+    print(pair_phone(args.address, args.code, args.adb_port))
+    print("next: connect HOST:PORT, with the address and port shown under Wireless debugging "
+          "(not the pairing port)")
+    return 0
+
+
+_COMMANDS = {"list": _run_list, "sync": _run_sync, "show": _run_show, "connect": _run_connect,
+             "pair": _run_pair}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
-    return _run_list(args) if args.command == "list" else _run_sync(args)
+    return _COMMANDS[args.command](args)
 
 
 def cli(argv: list[str] | None = None) -> None:

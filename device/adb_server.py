@@ -85,6 +85,21 @@ def host_query(client: Client, service: str) -> str:
         connection.close()
 
 
+def host_answer(client: Client, service: str, timeout: float) -> tuple[bool, str]:
+    """Send a host request and return (OKAY?, the server's text): for the services whose
+    refusal is itself the answer (host:pair on an adb that cannot pair)."""
+    try:
+        with socket.create_connection((client.host, client.port), timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            sock.sendall(b"%04x" % len(service.encode()) + service.encode())
+            status = recv_exact(sock, 4)
+            length = int(recv_exact(sock, 4), 16)
+            return status == b"OKAY", recv_exact(sock, length).decode(errors="replace").strip()
+    except (OSError, ValueError) as error:
+        what = service.split(":", 2)[1] if service.count(":") >= 1 else service
+        raise PhoneConnectionLost(f"the adb server did not answer {what}: {error}") from error
+
+
 def list_phones(client: Client) -> list[PhoneInfo]:
     """Every phone the server sees, in any state."""
     return [parse_device_line(line) for line in host_query(client, "host:devices-l").splitlines()

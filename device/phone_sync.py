@@ -1,8 +1,11 @@
 """Copy a phone's new and changed photos into the gallery folder, safely and incrementally.
 
 Layout: <dest>/<phone serial>/<folder on the phone>/<name>, e.g.
-gallery/R5CW12345/DCIM/Camera/IMG_0001.jpg, so two phones never overwrite each other. A photo is
-copied only when it is new or its size or time changed since the last sync (sync_state.py).
+gallery/R5CW12345/DCIM/Camera/IMG_0001.jpg, so two phones never overwrite each other. The serial
+is the phone's own (ro.serialno), so the same phone over USB and over Wi-Fi (where adb names it
+IP:PORT, new each session) is one folder; a folder a sync named the old way, by IP:PORT, stays
+that phone's folder (sync_state.py). A photo is copied only when it is new or its size or time
+changed since the last sync, newest first (by the phone's time), the order the index takes too.
 Each copy goes to a hidden temporary file in the same folder, is flushed to disk, checked
 against the listed size and then renamed over the final name: a pulled cable leaves no
 half-written photo, and the next sync picks up where this one stopped.
@@ -29,6 +32,7 @@ from tqdm import tqdm
 
 from device.adb_server import DEFAULT_ADB_PORT, choose_phone, connect_server
 from device.phone_errors import PhoneConnectionLost, PhoneError, PhoneProtocolError
+from device.phone_shell import own_serial
 from device.sync_protocol import (
     DEFAULT_MIN_RATE,
     DEFAULT_TIMEOUT_S,
@@ -39,6 +43,7 @@ from device.sync_protocol import (
 from device.sync_state import SyncedPhoto, SyncState
 from sketch_search.common.errors import GalleryError
 from sketch_search.common.files import PHOTO_EXTENSIONS
+from sketch_search.common.names import display_name
 
 log = logging.getLogger(__name__)
 
@@ -85,9 +90,10 @@ class RemotePhoto:
 
 @dataclass
 class SyncReport:
-    serial: str
+    serial: str                                    # the phone's own serial (ro.serialno)
     model: str
     folder: Path                                   # where this phone's photos live
+    transport: str = ""                            # adb's name for it now: USB serial or IP:PORT
     pulled: list[Path] = field(default_factory=list)
     unchanged: int = 0
     deleted: list[Path] = field(default_factory=list)
@@ -95,14 +101,16 @@ class SyncReport:
     bytes: int = 0
 
     def to_dict(self) -> dict:
-        return {"serial": self.serial, "model": self.model, "folder": str(self.folder),
+        return {"serial": self.serial, "transport": self.transport or self.serial,
+                "model": self.model, "folder": str(self.folder),
                 "pulled": [str(p) for p in self.pulled], "unchanged": self.unchanged,
                 "deleted": [str(p) for p in self.deleted],
                 "skipped": [{"name": name, "reason": reason} for name, reason in self.skipped],
                 "bytes": self.bytes}
 
     def summary(self) -> str:
-        line = (f"{self.model or 'phone'} {self.serial}: {len(self.pulled)} pulled "
+        over = f" over {self.transport}" if self.transport not in ("", self.serial) else ""
+        line = (f"{self.model or 'phone'} {self.serial}{over}: {len(self.pulled)} pulled "
                 f"({_human_bytes(self.bytes)}), {self.unchanged} unchanged, "
                 f"{len(self.deleted)} deleted, {len(self.skipped)} skipped -> {self.folder}")
         reasons: dict[str, int] = {}
@@ -131,19 +139,22 @@ def sync_phone(dest: str | os.PathLike, serial: str | None = None,
     """
     wanted = list(dict.fromkeys(normalise_folder(f) for f in folders))
     if not wanted:
-        raise PhoneError("no folder to sync: name one under /sdcard, e.g. --folders DCIM/Camera")
+        raise PhoneError("no folder to sync: name one under /sdcard, e.g. DCIM/Camera")
     gallery = Path(dest).expanduser()
     if gallery.exists() and not gallery.is_dir():
-        raise GalleryError(f"{gallery} exists and is not a folder: give --dest a folder")
+        raise GalleryError(f"{gallery} exists and is not a folder: give a folder as the "
+                           "gallery")
     client = connect_server(adb_port)
     device, phone = choose_phone(client, serial)
+    identity = _identity(client, phone.serial, timeout)
     _make_folder(gallery)
-    report = SyncReport(serial=phone.serial, model=phone.model,
-                        folder=gallery / safe_serial(phone.serial))
+    report = SyncReport(serial=identity, model=phone.model, folder=gallery,
+                        transport=phone.serial)
     with SyncState(gallery) as state:
         session = _Session(device, timeout, limits.min_rate)
         try:
             photos, found, limit_hit = _list_photos(session, wanted, report, limits)
+            report.folder = gallery / _phone_folder(state, identity, phone.serial, photos)
             _copy_changed(session, photos, gallery, report, state, progress, show_progress)
             if mirror and limit_hit is None:
                 _remove_deleted(photos, found, wanted, gallery, report, state)
@@ -154,8 +165,34 @@ def sync_phone(dest: str | os.PathLike, serial: str | None = None,
         raise SyncLimitError(
             f"stopped listing phone {report.serial}: {limit_hit}; {len(report.pulled)} new "
             "photos copied from the folders listed before it, nothing deleted: sync fewer or "
-            "smaller --folders, or check the phone", report)
+            "smaller folders, or check the phone", report)
     return report
+
+
+def _identity(client, transport: str, timeout: float) -> str:
+    """The phone's own serial; its transport serial when the shell gives none."""
+    try:
+        serialno = own_serial(client, transport, min(timeout, 10.0))
+    except PhoneError as error:
+        log.warning("phone %s: cannot read its own serial (%s); naming it %s", transport,
+                    error, transport)
+        return transport
+    return serialno or transport
+
+
+def _phone_folder(state: SyncState, identity: str, transport: str,
+                  photos: dict[str, RemotePhoto]) -> str:
+    """The phone's gallery subfolder: the one it has, else the one an old sync made for it
+    under its transport serial (adopted with its rows: nothing is pulled again), else new."""
+    folder = state.phone_folder(identity)
+    listed = [(p.device_path, p.size, p.mtime) for p in photos.values()]
+    for legacy in state.legacy_serials():
+        if legacy in (identity, transport) or state.shares_photo(legacy, listed):
+            state.adopt(legacy, identity)
+            folder = folder or safe_serial(legacy)
+    folder = folder or safe_serial(identity)
+    state.set_phone_folder(identity, folder)
+    return folder
 
 
 def normalise_folder(text: str) -> tuple[str, ...]:
@@ -191,14 +228,6 @@ def unsafe_name_reason(name: str) -> str | None:
     return None
 
 
-def printable(text: str) -> str:
-    """`text` with control characters escaped (\\n, \\x1b), for one-line messages."""
-    if not any(unicodedata.category(char) == "Cc" for char in text):
-        return text
-    return "".join(char.encode("unicode_escape").decode() if unicodedata.category(char) == "Cc"
-                   else char for char in text)
-
-
 class _Session:
     """The sync connection, reopened after the phone ends it (adbd does so after a FAIL)."""
 
@@ -224,8 +253,8 @@ def _make_folder(gallery: Path) -> None:
     try:
         gallery.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
-        raise GalleryError(f"{gallery} is not a folder (or lies under a file): give --dest a "
-                           "folder") from None
+        raise GalleryError(f"{gallery} is not a folder (or lies under a file): give a folder "
+                           "as the gallery") from None
     except OSError as error:
         raise GalleryError(f"cannot create {gallery}: {error.strerror}") from None
 
@@ -286,7 +315,7 @@ def _walk(connection: SyncConnection, parts: tuple[str, ...], depth: int, listin
         if listing.entries > limits.total_entries:
             raise _LimitHit(f"more than {limits.total_entries} entries in all (the limit per "
                             "sync)")
-        shown = f"{device_dir}/{printable(entry.name.decode(errors='replace'))}"
+        shown = f"{device_dir}/{display_name(entry.name)}"
         try:
             name = entry.name.decode("utf-8")
         except UnicodeDecodeError:
@@ -352,6 +381,9 @@ def _copy_changed(session: _Session, photos: dict[str, RemotePhoto], gallery: Pa
                 state.record(report.serial, _synced(photo, target, gallery))
         else:
             to_copy.append((photo, target))
+    # Newest first (the phone's time), the order the index takes: the photos a person most
+    # likely looks for arrive first.
+    to_copy.sort(key=lambda item: (-item[0].mtime, item[0].device_path))
     total_bytes = sum(photo.size for photo, _ in to_copy)
     bar = tqdm(total=total_bytes, unit="B", unit_scale=True, unit_divisor=1024,
                desc=f"{report.serial}: 0/{len(to_copy)} photos",
@@ -432,7 +464,8 @@ def _copy_one(connection: SyncConnection, photo: RemotePhoto, target: Path,
         _remove_quietly(part)
         if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
             raise GalleryError(f"cannot write to {target.parent}: {error.strerror}; free some "
-                               "space (or pick another --dest) and sync again") from None
+                               "space (or sync into another gallery folder) and sync again"
+                               ) from None
         raise _Skip(f"cannot write it here: {error.strerror or error}") from None
     except BaseException:
         _remove_quietly(part)

@@ -314,3 +314,12 @@ def load_image(path: str | Path, min_side: int | None = None,
         # Pillow's decoders raise these for damaged headers and data (or a file still being
         # written): worth another try on the next run.
         raise _not_an_image(path, f"unreadable image ({type(exc).__name__}: {exc})", False) from None
+
+
+def load_thumbnail(path: str | Path, min_side: int) -> Image.Image | None:
+    """A result's picture for a grid or panel tile; None when the photo is gone or unreadable
+    since it was indexed (the tile is shown grey, the match still listed)."""
+    try:
+        return load_image(path, min_side=min_side)
+    except NotAnImageError:
+        return None

@@ -44,46 +44,106 @@ def top_k(query: np.ndarray, vectors: np.ndarray, k: int) -> list[tuple[int, flo
 
 
 class VectorSearch:
-    """Top-k over a fixed set of unit vectors; build once per loaded gallery, query many times."""
+    """Top-k over a growing set of unit vectors, each known by an id (default: its row, 0, 1, ...).
+
+    `add` appends (amortised growth of the exact matrix; above `exact_max_rows`, the IVF is
+    trained once on what is there, and later vectors are added to its trained lists); `remove`
+    takes vectors out by id. So an index that grows in slices is never re-read or rebuilt.
+    """
 
     def __init__(self, vectors: np.ndarray, exact_max_rows: int = EXACT_MAX_ROWS,
-                 recall_target: float = RECALL_TARGET, seed: int = 0):
-        self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        self.dim = int(self.vectors.shape[1]) if self.vectors.ndim == 2 else 0
+                 recall_target: float = RECALL_TARGET, seed: int = 0,
+                 ids: np.ndarray | None = None):
+        vectors = np.asarray(vectors, dtype=np.float32)
+        self.dim = int(vectors.shape[1]) if vectors.ndim == 2 else 0
         self.recall = 1.0          # calibrated recall@10 against exact search
         self.nprobe = 0            # IVF lists visited per query (0: exact search)
+        self._exact_max_rows, self._recall_target, self._seed = exact_max_rows, recall_target, seed
+        self._matrix = np.zeros((0, self.dim), np.float32)  # rows [0, _rows) are in use
+        self._ids = np.zeros(0, np.int64)
+        self._rows = 0
+        self._next_id = 0
         self._ivf = None
-        if len(self.vectors) > exact_max_rows:
-            self._ivf = self._build_ivf(recall_target, seed)
-        if self._ivf is not None:
-            self.vectors = np.zeros((0, self.dim), np.float32)  # the IVF lists hold them: no second copy
+        self._ivf_tried = False    # trained (or found not worth it) once, when crossing the threshold
+        self.add(vectors, ids)
 
     @property
     def approximate(self) -> bool:
         return self._ivf is not None
 
+    @property
+    def vectors(self) -> np.ndarray:
+        """The exact search's vectors, in the order added (empty once the IVF holds them)."""
+        return self._matrix[:self._rows]
+
     def __len__(self) -> int:
-        return int(self._ivf.ntotal) if self._ivf is not None else len(self.vectors)
+        return int(self._ivf.ntotal) if self._ivf is not None else self._rows
+
+    def add(self, vectors: np.ndarray, ids: np.ndarray | None = None) -> None:
+        """Append unit vectors; `ids` (default: the next numbers) is what top_k gives back for them."""
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if vectors.size == 0:
+            return
+        if self.dim == 0:
+            self.dim = int(vectors.shape[1])
+            self._matrix = np.zeros((0, self.dim), np.float32)
+        if vectors.shape[1] != self.dim:
+            raise ValueError(f"vectors have {vectors.shape[1]} dimensions, the index {self.dim}")
+        if ids is None:
+            ids = np.arange(self._next_id, self._next_id + len(vectors), dtype=np.int64)
+        ids = np.asarray(ids, np.int64)
+        self._next_id = max(self._next_id, int(ids.max()) + 1)
+        if self._ivf is not None:
+            self._ivf.add_with_ids(vectors, ids)
+            return
+        needed = self._rows + len(vectors)
+        if needed > len(self._matrix):  # grow by doubling: each vector is copied O(1) times on average
+            capacity = max(needed, 2 * len(self._matrix), 1024)
+            matrix, kept_ids = np.zeros((capacity, self.dim), np.float32), np.zeros(capacity, np.int64)
+            matrix[:self._rows], kept_ids[:self._rows] = self._matrix[:self._rows], self._ids[:self._rows]
+            self._matrix, self._ids = matrix, kept_ids
+        self._matrix[self._rows:needed], self._ids[self._rows:needed] = vectors, ids
+        self._rows = needed
+        if self._rows > self._exact_max_rows and not self._ivf_tried:
+            self._ivf_tried = True
+            self._ivf = self._build_ivf(self._recall_target, self._seed)
+            if self._ivf is not None:  # the IVF lists hold them: no second copy
+                self._matrix, self._ids, self._rows = np.zeros((0, self.dim), np.float32), np.zeros(0, np.int64), 0
+
+    def remove(self, ids) -> None:
+        """Take the vectors of these ids out (unknown ids are ignored)."""
+        ids = np.asarray(list(ids), np.int64)
+        if ids.size == 0:
+            return
+        if self._ivf is not None:
+            import faiss
+            self._ivf.remove_ids(faiss.IDSelectorBatch(ids))
+            return
+        keep = ~np.isin(self._ids[:self._rows], ids)
+        kept = int(keep.sum())
+        self._matrix[:kept] = self._matrix[:self._rows][keep]
+        self._ids[:kept] = self._ids[:self._rows][keep]
+        self._rows = kept
 
     def _build_ivf(self, recall_target: float, seed: int):
         try:
             import faiss
         except ImportError:
             log.warning("%d vectors: exact search takes a few hundred ms per query here; "
-                        "`pip install faiss-cpu` makes it a few ms", len(self.vectors))
+                        "`pip install faiss-cpu` makes it a few ms", self._rows)
             return None
-        vectors, rng = self.vectors, np.random.default_rng(seed)
+        vectors, ids, rng = self.vectors, self._ids[:self._rows], np.random.default_rng(seed)
         n = len(vectors)
         nlist = int(min(4096, max(16, round(math.sqrt(n)))))
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(self.dim), self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
         index.train(vectors[rng.choice(n, min(n, 40 * nlist), replace=False)])
-        index.add(vectors)
+        index.add_with_ids(vectors, ids)
         # Calibrate on queries like real ones: gallery vectors moved a little off themselves.
         probes = vectors[rng.choice(n, _CALIBRATION_QUERIES, replace=False)]
         probes = probes + rng.standard_normal(probes.shape).astype(np.float32) * (0.75 / math.sqrt(self.dim))
         probes /= np.linalg.norm(probes, axis=1, keepdims=True)
         scores = probes @ vectors.T
-        exact = np.argpartition(-scores, _CALIBRATION_K - 1, axis=1)[:, :_CALIBRATION_K]
+        exact = ids[np.argpartition(-scores, _CALIBRATION_K - 1, axis=1)[:, :_CALIBRATION_K]]
         for nprobe in _NPROBES:
             if nprobe > nlist:
                 break
@@ -100,9 +160,11 @@ class VectorSearch:
         return None
 
     def top_k(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
-        """As `top_k` above; approximate (recall >= the calibrated one) over very large galleries."""
+        """As `top_k` above, with ids for rows; approximate (recall >= the calibrated one) over
+        very large galleries."""
         if self._ivf is None:
-            return top_k(query, self.vectors, k)
+            ids = self._ids[:self._rows]
+            return [(int(ids[row]), score) for row, score in top_k(query, self.vectors, k)]
         if k <= 0:
             return []
         query = np.asarray(query, np.float32).reshape(1, -1)

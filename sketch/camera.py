@@ -34,7 +34,7 @@ class FrameSource:
                 cv2.setLogLevel(level)
             if not self._capture.isOpened():
                 raise CameraError(f"no camera at index {source} (none connected, or in use by another "
-                                  "program): connect a webcam or pass --source VIDEO_FILE")
+                                  "program): connect a webcam, or read a video file instead")
             # 640 x 480 is all the loop uses; a one-frame buffer keeps the view current when a
             # frame takes longer than the camera's frame interval. Cameras may ignore either.
             self._capture.set(cv2.CAP_PROP_FRAME_WIDTH, 640)
@@ -44,11 +44,11 @@ class FrameSource:
         else:
             path = Path(source).expanduser()
             if not path.is_file():
-                raise CameraError(f"--source {path}: no such video file; pass a camera index (0) "
-                                  "or a video file")
+                raise CameraError(f"video file {path} does not exist: give an existing video file, "
+                                  "or a camera index (0)")
             self._capture = cv2.VideoCapture(str(path))
             if not self._capture.isOpened():
-                raise CameraError(f"--source {path}: cannot be read as a video (OpenCV/FFmpeg "
+                raise CameraError(f"video file {path} cannot be read as a video (OpenCV/FFmpeg "
                                   "does not know its format)")
             self.fps = self._capture.get(cv2.CAP_PROP_FPS) or 30.0
         self.frames_read = 0

@@ -1,7 +1,8 @@
 """The air canvas: strokes kept as data (so undo and export redraw them), shown over the live view.
 
 Each stroke is a colour, a width and a list of points in view pixels; eraser strokes are strokes
-too, so undoing an erase brings the ink back. A layer of what is drawn so far is kept up to date
+too, so undoing an erase brings the ink back. Undo steps back through strokes and clears (one undo
+brings a cleared sketch back); redo steps forward again until a new stroke is drawn. A layer of what is drawn so far is kept up to date
 as points arrive, so showing the canvas costs one masked copy per frame however long the
 sketch gets.
 """
@@ -78,6 +79,10 @@ class Canvas:
         # the air canvas watches to follow the drawing.
         self.version = 0
         self._open = False  # the last stroke is still being drawn
+        # What undo takes back, newest last: a Stroke that was drawn, or the list of strokes a
+        # clear removed. Redo holds what undo took, newest last; a new stroke empties it.
+        self._done: list[Stroke | list[Stroke]] = []
+        self._undone: list[Stroke | list[Stroke]] = []
         self._ink = np.zeros((height, width, 3), np.uint8)
         self._mask = np.zeros((height, width), np.uint8)
 
@@ -103,6 +108,8 @@ class Canvas:
             stroke.points.extend(fill_gap(stroke.points[-1], (x, y), POINT_STEP))
         else:
             stroke.points.append((x, y))
+            self._done.append(stroke)  # a stroke counts from its first point
+            self._undone.clear()
         self._draw_on_layer(stroke, start=first_new)
         self.version += 1
 
@@ -116,22 +123,68 @@ class Canvas:
     def drawing(self) -> bool:
         return self._open
 
-    def undo(self) -> bool:
-        """Remove the last stroke (the one being drawn, if any). False when there was none."""
+    def cancel(self) -> None:
+        """Drop the stroke being drawn, as if it had never been (not undoable, not redoable):
+        for a stroke that turns out to have been part of another gesture."""
+        if not self._open:
+            return
+        stroke = self.strokes.pop()
         self._open = False
-        if not self.strokes:
+        if stroke.points:
+            self._done.pop()
+            self._redraw_layer()
+            self.version += 1
+
+    @property
+    def can_undo(self) -> bool:
+        return bool(self._done)
+
+    @property
+    def can_redo(self) -> bool:
+        return bool(self._undone)
+
+    def undo(self) -> bool:
+        """Take back the last stroke (the one being drawn, if any) or the last clear. False when
+        there was nothing to take back."""
+        self.end()
+        if not self._done:
             return False
-        self.strokes.pop()
+        step = self._done.pop()
+        if isinstance(step, Stroke):
+            self.strokes.pop()
+        else:
+            self.strokes[:] = step
+        self._undone.append(step)
         self._redraw_layer()
         self.version += 1
         return True
 
-    def clear(self) -> None:
-        if self.strokes:
-            self.version += 1
-        self.strokes.clear()
-        self._open = False
+    def redo(self) -> bool:
+        """Do again what the last undo took back. False when there is nothing to redo."""
+        self.end()
+        if not self._undone:
+            return False
+        step = self._undone.pop()
+        if isinstance(step, Stroke):
+            self.strokes.append(step)
+        else:
+            self.strokes.clear()
+        self._done.append(step)
         self._redraw_layer()
+        self.version += 1
+        return True
+
+    def clear(self) -> bool:
+        """Remove every stroke, as one step that undo takes back. False when there was none."""
+        self.end()
+        if not self.strokes:
+            return False
+        self._done.append(list(self.strokes))
+        self._undone.clear()
+        self.strokes.clear()
+        self._redraw_layer()
+        self.version += 1
+        return True
 
     # -- showing --------------------------------------------------------------------------------
     def _draw_on_layer(self, stroke: Stroke, start: int = 0) -> None:

@@ -43,9 +43,15 @@ HELP_LINES = [
     "  5 fingers   eraser",
     "  fist / no hand   pen up",
     "  1 finger, hold   save and search",
+    "  both hands open, hold   clear",
     "",
-    "Keys:  R clear   Z undo   S save + search",
-    "       Q or Esc quit",
+    "A fist moves the pointer (white dot): rest it",
+    "on a button for a second to press it.",
+    "",
+    "Keys:  R clear   Z undo   Y redo   S save",
+    "       H help   1-5 open a match   N / P next,",
+    "       previous   B back   M show on phone",
+    "       Q quit   Esc back or quit",
 ]
 
 
@@ -73,6 +79,7 @@ class ResultsView:
     gallery_size: int = 0
     seconds: float = 0.0
     label: str | None = None
+    total: int = 0          # photos of the gallery known, indexed or not (> gallery_size while indexing)
 
 
 def text(image: np.ndarray, line: str, origin: tuple[int, int], scale: float = 0.5,
@@ -189,6 +196,8 @@ def render_panel(height: int, results: ResultsView | None) -> np.ndarray:
     shown = results.photos[:rows * TILE_COLUMNS]
     heading = (f"top {len(results.photos)} of {results.gallery_size} photos"
                if results.gallery_size else "no gallery photos to compare with")
+    if results.total > results.gallery_size:  # the gallery is still being indexed
+        heading = f"top {len(results.photos)}, searched {results.gallery_size:,} of {results.total:,} photos"
     if results.label:  # matches while drawing: a banner above them says so
         cv2.rectangle(panel, (0, RESULTS_TOP - 24), (PANEL_WIDTH - 1, RESULTS_TOP - 2), PREVIEW_BG, -1)
         text(panel, fit_text(results.label, PANEL_WIDTH - 2 * GAP, 0.45), (GAP, RESULTS_TOP - 8), 0.45, TEXT)
@@ -220,3 +229,145 @@ def compose(view: np.ndarray, panel: np.ndarray, bar: np.ndarray) -> np.ndarray:
     window[:, w:] = panel
     window[h:, :w] = bar
     return window
+
+
+# -- touchless controls, drawn inside the live view ----------------------------------------------
+BUTTON_BG = (48, 48, 48)
+BUTTON_EDGE = (235, 235, 235)
+BUTTON_OFF = (90, 90, 90)
+QUIT_BG = (40, 40, 170)
+POINTER = (255, 255, 255)
+
+HELP_CARD = [
+    ("Draw in the air, find the photo", True),
+    ("2 / 3 / 4 fingers: draw black / green / red", False),
+    ("5 fingers: erase     1 finger, hold: search", False),
+    ("Both hands open, hold: clear", False),
+    ("Fist: move the pointer (white dot)", False),
+    ("Rest it on a button 1 s: press it", False),
+    ("Matches appear at the bottom: hold one to open", False),
+    ("Start drawing, or hold Close", True),
+]
+
+
+def _blend(view: np.ndarray, rect, color, alpha: float) -> None:
+    x, y, w, h = rect
+    part = view[y:y + h, x:x + w]
+    part[:] = (part * (1 - alpha) + np.array(color, np.float32) * alpha).astype(np.uint8)
+
+
+def _centred(view: np.ndarray, line: str, center: tuple[int, int], scale: float, color,
+             thickness: int = 2) -> None:
+    (w, h), _ = cv2.getTextSize(line, FONT, scale, thickness)
+    text(view, line, (center[0] - w // 2, center[1] + h // 2), scale, color, thickness)
+
+
+def draw_button(view: np.ndarray, control, font_scale: float, hovered: bool = False,
+                progress: float | None = None) -> None:
+    """A control as a large labelled button ("\n" splits the label into lines); a disabled one
+    greyed, with its reason under the label; a held one fills from the bottom as the hold goes."""
+    x, y, w, h = control.rect
+    fill = QUIT_BG if control.name == "quit" else BUTTON_BG
+    _blend(view, control.rect, fill if control.enabled else (30, 30, 30), 0.8)
+    if progress is not None and control.enabled:
+        filled = int(round(h * min(max(progress, 0.0), 1.0)))
+        if filled > 0:
+            _blend(view, (x, y + h - filled, w, filled), ACCENT, 0.45)
+    edge = ACCENT if hovered and control.enabled else (BUTTON_EDGE if control.enabled else BUTTON_OFF)
+    cv2.rectangle(view, (x, y), (x + w - 1, y + h - 1), edge, 3 if hovered else 2, cv2.LINE_AA)
+    label_color = TEXT if control.enabled else BUTTON_OFF
+    lines = control.label.split("\n")
+    line_h = int(34 * font_scale)
+    middle = y + h // 2 - (0 if control.enabled or not control.reason else h // 6)
+    for i, line in enumerate(lines):
+        offset = int((i - (len(lines) - 1) / 2) * line_h)
+        _centred(view, fit_text(line, w - 8, font_scale), (x + w // 2, middle + offset),
+                 font_scale, label_color)
+    if not control.enabled and control.reason:
+        small = font_scale * 0.55
+        for i, line in enumerate(wrap_text(control.reason, w - 8, small, 2)):
+            _centred(view, line, (x + w // 2, y + h // 2 + h // 6 + i * int(22 * small / 0.45)),
+                     small, (200, 200, 200), 1)
+
+
+def draw_tile(view: np.ndarray, control, photo: ResultPhoto | None, font_scale: float,
+              hovered: bool = False, picture: np.ndarray | None = None) -> None:
+    """A match as a tile: its thumbnail filling the tile, rank and score on a strip.
+    `picture`: the thumbnail already fitted to the tile (callers keep it between frames)."""
+    x, y, w, h = control.rect
+    if photo is not None and photo.thumbnail is not None:
+        if picture is None or picture.shape[:2] != (h, w):
+            picture = fit_image(photo.thumbnail, w, (0, 0, 0))[:h, :w]
+        view[y:y + h, x:x + w] = picture
+    else:
+        view[y:y + h, x:x + w] = (90, 90, 90)
+    strip = max(18, h // 5)
+    cv2.rectangle(view, (x, y + h - strip), (x + w - 1, y + h - 1), (0, 0, 0), -1)
+    score = f"{control.label}. {photo.score:.2f}" if photo is not None else control.label
+    _centred(view, score, (x + w // 2, y + h - strip // 2), font_scale * 0.7, ACCENT, 2)
+    edge = ACCENT if hovered else (255, 255, 255)
+    cv2.rectangle(view, (x, y), (x + w - 1, y + h - 1), edge, 3 if hovered else 2, cv2.LINE_AA)
+
+
+def draw_pointer(view: np.ndarray, point: tuple[float, float], progress: float | None,
+                 radius: int = 30) -> None:
+    """The pointer: a white dot with a dark edge; while a control is held, a ring fills round it."""
+    center = (int(round(point[0])), int(round(point[1])))
+    if progress is not None:
+        cv2.circle(view, center, radius, (60, 60, 60), 5, cv2.LINE_AA)
+        end = -90 + 360 * min(max(progress, 0.0), 1.0)
+        cv2.ellipse(view, center, (radius, radius), 0, -90, end, ACCENT, 6, cv2.LINE_AA)
+    cv2.circle(view, center, 9, (0, 0, 0), -1, cv2.LINE_AA)
+    cv2.circle(view, center, 6, POINTER, -1, cv2.LINE_AA)
+
+
+def render_photo(size: tuple[int, int], image: np.ndarray | None, lines: list[str],
+                 font_scale: float, error: str | None = None) -> np.ndarray:
+    """The open photo, fitted and centred on black, with its name, date and score along the
+    bottom; `image` None: still decoding, or `error`."""
+    width, height = size
+    view = np.zeros((height, width, 3), np.uint8)
+    if image is not None:
+        h, w = image.shape[:2]
+        top, left = (height - h) // 2, (width - w) // 2
+        view[top:top + h, left:left + w] = image
+    else:
+        message = error or "opening the photo ..."
+        for i, line in enumerate(wrap_text(message, width - 80, font_scale * 0.8, 3)):
+            _centred(view, line, (width // 2, height // 2 + i * int(34 * font_scale)),
+                     font_scale * 0.8, ERROR if error else TEXT)
+    line_h = int(30 * font_scale)
+    band = line_h * len(lines) + 12
+    _blend(view, (0, height - band, width, band), (0, 0, 0), 0.65)
+    for i, line in enumerate(lines):
+        text(view, fit_text(line, width - 24, font_scale * 0.75), (12, height - band + 6 + line_h * (i + 1) - 8),
+             font_scale * 0.75, TEXT if i == 0 else ACCENT, 2)
+    return view
+
+
+def draw_card(view: np.ndarray, lines: list[tuple[str, bool]], font_scale: float,
+              bottom: int | None = None) -> None:
+    """A dark card over the view, above y = `bottom` (where its Close button starts), with lines
+    of text (bold ones in the accent)."""
+    height, width = view.shape[:2]
+    margin = int(24 * font_scale)
+    line_h = int(34 * font_scale)
+    bottom = height if bottom is None else bottom
+    card_h = min(bottom - 2 * margin, line_h * len(lines) + 2 * margin)
+    rect = (margin, max(margin, (bottom - card_h) // 2), width - 2 * margin, card_h)
+    _blend(view, rect, (20, 20, 20), 0.85)
+    x, y, w, h = rect
+    cv2.rectangle(view, (x, y), (x + w - 1, y + h - 1), ACCENT, 2, cv2.LINE_AA)
+    for i, (line, strong) in enumerate(lines):
+        scale = font_scale * (0.8 if strong else 0.68)
+        text(view, fit_text(line, w - 2 * margin, scale), (x + margin, y + margin + line_h * i + line_h // 2),
+             scale, ACCENT if strong else TEXT, 2)
+
+
+def draw_confirm_quit(view: np.ndarray, font_scale: float) -> None:
+    """Dim the view and ask: the Quit and Stay buttons are drawn over it by the caller."""
+    height, width = view.shape[:2]
+    _blend(view, (0, 0, width, height), (0, 0, 0), 0.55)
+    _centred(view, "Quit sketch search?", (width // 2, int(height * 0.25)), font_scale * 1.1, TEXT, 2)
+    _centred(view, "hold Quit again to confirm", (width // 2, int(height * 0.25) + int(40 * font_scale)),
+             font_scale * 0.75, ACCENT, 2)

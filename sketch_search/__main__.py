@@ -2,7 +2,7 @@
 
     sketch-search draw  [...]   the air canvas (main.py; needs the camera extra, a phone optional)
     sketch-search find  [...]   the headless search (main2.py)
-    sketch-search phone [...]   the phone over ADB (`python -m device`: list, sync, ...)
+    sketch-search phone [...]   the phone over ADB (`python -m device`: list, sync, show, ...)
     sketch-search fetch [...]   download the models (`python -m checkpoints.fetch`)
 
 Each subcommand is its program's own command line, flags, exit codes and all: the rest of argv
@@ -42,7 +42,7 @@ SUBCOMMANDS = {
     "draw": (_draw, "draw a sketch in the air in front of a webcam and search the gallery "
                     "(python main.py)"),
     "find": (_find, "search a gallery for a saved sketch, headless (python main2.py)"),
-    "phone": (_phone, "the phone over ADB: list, sync (python -m device)"),
+    "phone": (_phone, "the phone over ADB: list, sync, show, ... (python -m device)"),
     "fetch": (_fetch, "download the models (python -m checkpoints.fetch)"),
 }
 

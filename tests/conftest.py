@@ -29,8 +29,11 @@ def shared_path(*parts: str) -> Path:
 # unit tests, and any test that asks for a fixture that starts adb or writes tiny models.
 SLOW_MODULES = {
     "test_air_canvas_video", "test_window", "test_live_search", "test_phone_search",  # hand videos, windows
+    "test_touchless_video", "test_touchless_results", "test_two_hands",
     "test_device_cli", "test_device_sync", "test_hostile_phone",  # a real adb server
+    "test_phone_commands", "test_phone_identity", "test_show_on_phone",
     "test_main2", "test_headless", "test_start_up_quiet", "test_hostile_gallery",  # the programs, run
+    "test_search_while_indexing", "test_index_slices",
     "test_captioning", "test_embedder", "test_evaluate", "test_fetch", "test_finetune",  # tiny models
     "test_generation_speedups", "test_lora_file", "test_model_files", "test_pipeline",
     "test_pix2pix_turbo", "test_index", "test_search",
@@ -61,6 +64,24 @@ def pytest_collection_modifyitems(config, items):
         test = f"{item.path.name}::{item.originalname}"
         if module in SLOW_MODULES or test in SLOW_TESTS or SLOW_FIXTURES & set(item.fixturenames):
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def user_home(tmp_path_factory):
+    """A per-user home of the tests' own (never the real one), past its first start: the help
+    card that a first start shows is tested where a test asks for a fresh home."""
+    from sketch_search.app.first_start import remember_help_shown
+    from sketch_search.common.home import HOME_VARIABLE
+
+    before = os.environ.get(HOME_VARIABLE)
+    home = tmp_path_factory.mktemp("home")
+    remember_help_shown(home)
+    os.environ[HOME_VARIABLE] = str(home)
+    yield home
+    if before is None:
+        os.environ.pop(HOME_VARIABLE, None)
+    else:
+        os.environ[HOME_VARIABLE] = before
 
 
 @pytest.fixture(scope="session")

@@ -240,7 +240,7 @@ def shifted(hand, dx: float, dy: float):
 
 
 def test_pen_draws_and_save_fires_once_after_the_hold(landmarks):
-    from sketch.air_pen import HOLD_SECONDS, AirPen
+    from sketch.air_pen import HOLD_SECONDS, Action, AirPen
     from sketch.canvas import BLACK, Canvas
     from sketch.gestures import Gesture
 
@@ -248,7 +248,7 @@ def test_pen_draws_and_save_fires_once_after_the_hold(landmarks):
     pen = AirPen(canvas)
     t = 0.0
     for i in range(30):  # one second of drawing to the right
-        assert not pen.update(shifted(landmarks["pen"], 3 * i, 0), t)
+        assert pen.update([shifted(landmarks["pen"], 3 * i, 0)], t) is None
         t += 1 / FPS
     assert pen.gesture is Gesture.PEN_BLACK
     assert len(canvas.strokes) == 1 and canvas.strokes[0].color == BLACK
@@ -256,10 +256,10 @@ def test_pen_draws_and_save_fires_once_after_the_hold(landmarks):
     assert max(xs) - min(xs) > 60
     fired = []
     for i in range(int(2 * FPS)):  # hold the save hand for two seconds
-        fired.append(pen.update(landmarks["save"], t))
+        fired.append(pen.update([landmarks["save"]], t))
         t += 1 / FPS
-    assert sum(fired) == 1                                     # once, not every frame
-    first = fired.index(True) / FPS
+    assert [f for f in fired if f] == [Action.SAVE]            # once, not every frame
+    first = fired.index(Action.SAVE) / FPS
     assert HOLD_SECONDS <= first <= HOLD_SECONDS + 0.3         # plus the few frames of stabilising
     assert not canvas.drawing                                  # the pen is up while saving
     assert len(canvas.strokes) == 1
@@ -272,18 +272,18 @@ def test_releasing_early_cancels_and_the_ring_fills(landmarks):
     pen = AirPen(Canvas(*VIEW))
     t, progress = 0.0, []
     for _ in range(12):  # 0.4 s: not long enough
-        assert not pen.update(landmarks["save"], t)
+        assert pen.update([landmarks["save"]], t) is None
         progress.append(pen.hold_progress)
         t += 1 / FPS
     filled = [p for p in progress if p is not None]
     assert filled and filled == sorted(filled) and filled[-1] < 1.0
     for _ in range(10):  # hand away
-        assert not pen.update(None, t)
+        assert pen.update([], t) is None
         t += 1 / FPS
     assert pen.hold_progress is None
     fired = []
     for _ in range(12):  # again 0.4 s: the earlier 0.4 s does not count
-        fired.append(pen.update(landmarks["save"], t))
+        fired.append(pen.update([landmarks["save"]], t))
         t += 1 / FPS
     assert not any(fired)
 
@@ -296,14 +296,14 @@ def test_no_hand_lifts_the_pen_and_a_new_stroke_starts(landmarks):
     pen = AirPen(canvas)
     t = 0.0
     for i in range(15):
-        pen.update(shifted(landmarks["pen"], 2 * i, -100), t)
+        pen.update([shifted(landmarks["pen"], 2 * i, -100)], t)
         t += 1 / FPS
     for _ in range(10):
-        pen.update(None, t)
+        pen.update([], t)
         t += 1 / FPS
     assert not canvas.drawing
     for i in range(15):
-        pen.update(shifted(landmarks["pen"], 2 * i, 100), t)
+        pen.update([shifted(landmarks["pen"], 2 * i, 100)], t)
         t += 1 / FPS
     assert len(canvas.strokes) == 2
     first_y = np.mean([p[1] for p in canvas.strokes[0].points])
@@ -314,14 +314,14 @@ def test_no_hand_lifts_the_pen_and_a_new_stroke_starts(landmarks):
 # -- the worker's thread budget -------------------------------------------------------------------
 @pytest.mark.parametrize("cores, threads", [(1, 1), (2, 2), (3, 2), (4, 3), (16, 15)])
 def test_worker_leaves_the_loop_a_core_except_where_that_would_halve_it(cores, threads):
-    from sketch_search.app.air_canvas import worker_threads
+    from sketch_search.app.bootstrap import worker_threads
     assert worker_threads(cores) == threads
 
 
 def test_worker_thread_cap_is_set_unless_the_user_chose(monkeypatch):
     import os
 
-    from sketch_search.app.air_canvas import cap_worker_threads
+    from sketch_search.app.bootstrap import cap_worker_threads
     monkeypatch.setattr(os, "cpu_count", lambda: 8)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     cap_worker_threads()
@@ -329,3 +329,15 @@ def test_worker_thread_cap_is_set_unless_the_user_chose(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     cap_worker_threads()
     assert os.environ["OMP_NUM_THREADS"] == "3"
+
+
+def test_frame_source_says_what_is_wrong_in_its_own_terms_not_the_command_line_flag(tmp_path):
+    from sketch.camera import FrameSource
+    from sketch_search.common.errors import CameraError
+
+    bad = tmp_path / "notes.mp4"
+    bad.write_text("not a video")
+    for path in (tmp_path / "nope.mp4", bad):
+        with pytest.raises(CameraError) as caught:
+            FrameSource(path)
+        assert str(path) in str(caught.value) and "--" not in str(caught.value)

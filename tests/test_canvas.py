@@ -92,6 +92,56 @@ def test_clear_and_empty_stroke_dropped():
     assert (shown(c) == 128).all()
 
 
+def test_clear_is_one_undo_step_and_redo_steps_forward_again():
+    c = Canvas(W, H)
+    assert not c.can_undo and not c.can_redo and not c.clear()
+    line(c, BLACK, (100, 100), (200, 100))
+    line(c, RED, (100, 300), (200, 300))
+    before = shown(c).copy()
+    version = c.version
+    assert c.clear() and c.is_blank() and c.version > version
+    assert c.can_undo and not c.can_redo
+    version = c.version
+    assert c.undo()                              # one undo brings every stroke back
+    assert c.version > version and len(c.strokes) == 2
+    assert (shown(c) == before).all()
+    assert c.can_redo
+    assert c.redo() and c.is_blank()             # the clear again
+    assert c.undo() and c.undo()                 # back through the clear, then the red stroke
+    assert c.mask[100, 150] and not c.mask[300, 150]
+    assert c.redo() and c.mask[300, 150]         # the red stroke again
+    version = c.version
+    assert c.redo() and c.is_blank() and c.version > version
+    assert not c.redo() and not c.can_redo
+
+
+def test_a_new_stroke_empties_redo_but_an_empty_one_does_not():
+    c = Canvas(W, H)
+    line(c, BLACK, (100, 100), (200, 100))
+    line(c, RED, (100, 300), (200, 300))
+    assert c.undo() and c.can_redo
+    c.begin(GREEN)
+    c.end()                                      # no points: nothing drawn, redo stays
+    assert c.can_redo
+    line(c, GREEN, (300, 300), (400, 300))
+    assert not c.can_redo and not c.redo()
+    assert c.undo() and c.undo() and c.is_blank() and not c.can_undo
+
+
+def test_cancel_drops_the_open_stroke_without_a_redo():
+    c = Canvas(W, H)
+    line(c, BLACK, (100, 100), (200, 100))
+    c.begin(BLACK, ERASER_WIDTH, erase=True)
+    c.add((100, 100))
+    c.add((200, 100))
+    assert not c.mask[100, 150]
+    version = c.version
+    c.cancel()
+    assert c.mask[100, 150] and c.version > version and not c.drawing
+    assert not c.can_redo and len(c.strokes) == 1
+    assert c.undo() and c.is_blank()
+
+
 def test_export_crops_pads_square_and_keeps_colours():
     c = Canvas(W, H)
     # A wide green rectangle outline in the lower right of the view.

@@ -36,7 +36,7 @@ def test_a_bug_keeps_its_traceback():
 
 
 def test_sigterm_exits_143_through_the_runner(tmp_path):
-    code = ("import os, signal, time\nfrom common.command import run_command\n"
+    code = ("import os, signal, time\nfrom sketch_search.common.command import run_command\n"
             "def main():\n    print('ready', flush=True)\n    time.sleep(30)\nrun_command(main)\n")
     child = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     assert child.stdout.readline().strip() == "ready"

@@ -58,7 +58,7 @@ def test_sync_prints_a_summary_and_json(adb, phone, tmp_path):
     dest = tmp_path / "gallery"
     result = run_cli("--adb-port", str(adb.port), "sync", "--dest", str(dest))
     assert result.returncode == 0, result.stderr
-    assert f"SM_S918B {phone.serial}: 1 pulled" in result.stdout
+    assert f"SM_S918B {phone.serialno} over {phone.serial}: 1 pulled" in result.stdout
     assert "skipped 1: not a photo (.mp4)" in result.stdout
 
     again = run_cli("--adb-port", str(adb.port), "sync", "--dest", str(dest), "--json")

@@ -78,7 +78,7 @@ def test_first_sync_copies_photos_only_then_only_changes(adb, phone_factory, tmp
 
     report = sync(adb, dest, progress=lambda done, total, name: calls.append((done, total, name)))
 
-    folder = dest / f"127.0.0.1_{phone.port}"
+    folder = dest / phone.serialno
     assert report.folder == folder
     assert local_files(folder) == {p: CAMERA[p] for p in CAMERA_PHOTOS}
     assert sorted(p.relative_to(folder).as_posix() for p in report.pulled) == CAMERA_PHOTOS
@@ -162,7 +162,7 @@ def test_cable_pulled_mid_file_leaves_no_partial_photo_and_resume_completes(
     with pytest.raises(PhoneConnectionLost, match="sync again"):
         sync(adb, dest)
 
-    camera = dest / f"127.0.0.1_{phone.port}" / "DCIM" / "Camera"
+    camera = dest / phone.serialno / "DCIM" / "Camera"
     assert sorted(os.listdir(camera)) == ["IMG_1.jpg"]      # no partial photo, no temp file
     assert (camera / "IMG_1.jpg").read_bytes() == photos["DCIM/Camera/IMG_1.jpg"]
 
@@ -188,7 +188,7 @@ def test_a_phone_that_stops_answering_times_out(adb, phone_factory, tmp_path):
     phone.stall_after_bytes = 10_000
     with pytest.raises(PhoneConnectionLost, match="sent nothing for 1 s.*sync again"):
         sync_phone(tmp_path / "gallery", adb_port=adb.port, timeout=1, show_progress=False)
-    assert local_files(tmp_path / "gallery" / f"127.0.0.1_{phone.port}") == {}
+    assert local_files(tmp_path / "gallery" / phone.serialno) == {}
 
 
 def test_phone_refusing_one_file_skips_it_and_copies_the_rest(adb, phone_factory, tmp_path):
@@ -214,8 +214,8 @@ def test_two_phones_need_a_serial_and_never_collide(adb, phone_factory, tmp_path
 
     sync(adb, dest, serial=first.serial)
     sync(adb, dest, serial=second.serial)
-    assert local_files(dest / f"127.0.0.1_{first.port}") == {"DCIM/Camera/IMG_0001.jpg": b"first"}
-    assert local_files(dest / f"127.0.0.1_{second.port}") == {"DCIM/Camera/IMG_0001.jpg": b"second"}
+    assert local_files(dest / first.serialno) == {"DCIM/Camera/IMG_0001.jpg": b"first"}
+    assert local_files(dest / second.serialno) == {"DCIM/Camera/IMG_0001.jpg": b"second"}
     with sqlite3.connect(dest / ".sketch-search" / "sync.sqlite") as db:
         assert db.execute("SELECT COUNT(DISTINCT serial) FROM synced_photo").fetchone() == (2,)
 

@@ -39,7 +39,19 @@ from tools.evaluate_gestures import (
     rotation_angles,
     score_hands,
 )
-from tools.train_gestures import Detections, cross_validate, finger_labels, fit_logistic, fit_model, person_groups
+from tools.train_gestures import (
+    CHECK,
+    UPRIGHT,
+    Augmentation,
+    Detections,
+    cross_validate,
+    finger_labels,
+    fit_logistic,
+    fit_model,
+    jittered,
+    person_groups,
+    random_augmentations,
+)
 
 # The issue's targets, for upright photos and for copies turned up to 45 degrees.
 MIN_ACCURACY = 0.98
@@ -63,10 +75,13 @@ def detections(photos):
             "upright": detect_photos(paths, tracker=tracker, progress=False),
             "turned": detect_photos(paths, rotation_angles(len(paths), MAX_TURN, seed=0), tracker=tracker,
                                     progress=False),
+            # As the held-out check of other people's photos is made (other angles, too).
+            "turned cubic": detect_photos(paths, rotation_angles(len(paths), MAX_TURN, seed=7), tracker=tracker,
+                                          progress=False, interpolation="cubic"),
         }
 
 
-@pytest.mark.parametrize("copy", ["upright", "turned"])
+@pytest.mark.parametrize("copy", ["upright", "turned", "turned cubic"])
 def test_finger_counts_on_real_photos_meet_the_target(photos, detections, copy):
     labels = [label for _, label in photos]
     result = score_hands(labels, detections[copy])
@@ -235,6 +250,48 @@ def test_shipped_model_is_tiny_and_records_its_cross_validation():
     assert sum(c.weights.size + 1 for c in model.classifiers.values()) <= 30
     cv = model.info["cross_validation"]
     assert cv["upright"]["accuracy"] >= MIN_ACCURACY and cv["turned"]["accuracy"] >= MIN_ACCURACY
+    assert cv["turned cubic"]["accuracy"] >= MIN_ACCURACY  # as the held-out check turns photos
+
+
+def test_check_copies_are_counted_but_never_trained_on():
+    """A CHECK copy whose hands are another pose than their labels say would spoil the model if
+    it were trained on: the upright cross-validation must be exactly as without it."""
+    rng = np.random.default_rng(3)
+    poses = [p for p in itertools.product([0, 1], repeat=5)]
+    upright = np.stack([_transformed(synthetic_hand(p), rng, mirror=i % 2 == 1)
+                        for i, p in enumerate(poses * 3)])
+    labels = np.array(poses * 3)
+    counts = labels.sum(axis=1)
+    wrong = upright[::-1].copy()  # labelled with the poses in the other order
+    groups = np.arange(len(labels)) % 12
+    known = np.ones(len(labels), dtype=bool)
+    alone = cross_validate(Detections(upright[None], np.zeros((1, len(labels)))), labels, known, counts,
+                           groups, folds=4, l2=0.1, seed=0)
+    with_check = cross_validate(Detections(np.stack([upright, wrong]), np.zeros((2, len(labels))),
+                                           (UPRIGHT, CHECK)), labels, known, counts, groups, folds=4,
+                                l2=0.1, seed=0)
+    assert with_check[UPRIGHT] == alone[UPRIGHT] and alone[UPRIGHT]["accuracy"] > 0.95
+    assert with_check[CHECK]["accuracy"] < 0.5
+
+
+def test_augmentations_change_size_sharpness_and_tones_and_jitter_copies_hands():
+    image = np.random.default_rng(0).integers(0, 256, (100, 100, 3), dtype=np.uint8)
+    changes = random_augmentations(200, seed=0)
+    assert {c.interpolation for c in changes} == {"linear", "cubic", "nearest", "area", "lanczos"}
+    scales = [c.scale for c in changes]
+    assert 0.5 <= min(scales) < 0.7 and 1.6 < max(scales) <= 2.0
+    assert 0.3 < np.mean([c.blur > 0 for c in changes]) < 0.7
+    big = Augmentation(scale=2.0, interpolation="cubic", blur=1.0, gain=1.0, offset=0.0).apply(image)
+    assert big.shape == (200, 200, 3) and big.std() < image.std()  # blurred
+    dark = Augmentation(scale=1.0, interpolation="nearest", blur=0.0, gain=0.6, offset=-30.0).apply(image)
+    assert dark.shape == image.shape and dark.mean() < image.mean() * 0.6
+    hands = np.stack([synthetic_hand((0, 1, 1, 0, 0))] * 2)
+    points, labels = jittered(hands, np.array([[0, 1, 1, 0, 0]] * 2), copies=3, jitter=0.02,
+                              rng=np.random.default_rng(0))
+    assert points.shape == (8, 21, 3) and labels.shape == (8, 5)
+    palm = np.linalg.norm(hands[0, 9] - hands[0, 0])
+    moved = np.linalg.norm(points[2:] - np.concatenate([hands] * 3), axis=-1)
+    assert 0.005 * palm < moved.mean() < 0.05 * palm
 
 
 def test_model_round_trip_and_bad_files(tmp_path):

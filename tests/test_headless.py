@@ -18,7 +18,7 @@ from tests.conftest import ROOT
 from tools.fixtures.tiny_checkpoints import write_tiny_checkpoints
 
 OURS = {"main", "main2", "sketch_search", "sketch", "captioning", "generation", "retrieval", "device",
-        "checkpoints", "common", "tools", "bench", "tests"}
+        "checkpoints", "tools", "bench", "tests"}
 CAMERA_AND_PHONE = {"mediapipe", "ppadb"}  # pin numpy<2 / protobuf<5, or need adb
 # Import name -> the distribution that provides it, where they differ.
 DISTRIBUTION = {"cv2": "opencv-contrib-python", "PIL": "pillow", "pillow_heif": "pillow-heif",

@@ -56,7 +56,7 @@ def _photo(path: Path, array=None, **save) -> Path:
 
 
 def _update(index: GalleryIndex, gallery: Path, embedder, **kwargs):
-    return index.update(gallery, embedder, show_progress=False, **kwargs)
+    return index.update(gallery, embedder, **kwargs)
 
 
 def _indexed(index: GalleryIndex, gallery: Path) -> set[str]:
@@ -161,7 +161,7 @@ embedder = DinoEmbedder.from_pretrained(sys.argv[1])
 embedder.embed_images([Image.new("RGB", (64, 64))])  # the model's own buffers, before measuring
 rss = int(next(l for l in open("/proc/self/status") if l.startswith("VmRSS")).split()[1])
 with GalleryIndex(sys.argv[3]) as index:
-    report = index.update(Path(sys.argv[2]), embedder, batch_size=4, workers=4, show_progress=False)
+    report = index.update(Path(sys.argv[2]), embedder, batch_size=4, workers=4)
 # VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec from the process that started us (a
 # large pytest process), while VmHWM belongs to this process's own memory.
 peak = int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1])
@@ -382,7 +382,7 @@ def _damaged_message(db, gallery, embedder) -> str:
     with pytest.raises(GalleryError) as info:
         _search(db, gallery, embedder)
     message = str(info.value)
-    assert "damaged" in message and "--rebuild-index" in message and "\n" not in message
+    assert "damaged" in message and "rebuild it from the photos" in message and "\n" not in message
     assert "writable" not in message
     return message
 
@@ -427,7 +427,7 @@ def test_index_of_a_newer_schema_is_refused_not_wiped(built, embedder):
     con.close()
     with pytest.raises(GalleryError, match="newer") as info:
         GalleryIndex(db)
-    assert "--rebuild-index" in str(info.value)
+    assert "rebuild it from the photos" in str(info.value)  # main2 names --rebuild-index
     con = sqlite3.connect(db)
     assert con.execute("SELECT COUNT(*) FROM photos").fetchone()[0] == 60
     assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "99"

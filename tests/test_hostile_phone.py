@@ -13,6 +13,7 @@ import pytest
 
 from device.phone_errors import PhoneConnectionLost, PhoneError
 from device.phone_sync import SyncLimitError, SyncLimits, part_path, sync_phone
+from sketch_search.common.names import display_name
 from tools.fixtures.fake_phone import AdbServer, FakePhone
 
 MTIME = 1_690_000_000
@@ -89,7 +90,7 @@ def test_file_sending_more_than_listed_is_refused_at_the_listed_size(adb, make_p
     dest = tmp_path / "gallery"
     stop, seen = threading.Event(), []
     watcher = threading.Thread(target=largest_file_while, daemon=True,
-                               args=(dest / f"127.0.0.1_{phone.port}", stop, seen))
+                               args=(dest / phone.serialno, stop, seen))
     watcher.start()
     try:
         report, elapsed = bounded(lambda: sync(adb, dest))
@@ -203,7 +204,7 @@ def test_dripping_phone_ends_at_the_rate_deadline_leaving_no_partial_file(
     assert isinstance(error, PhoneConnectionLost), error
     assert "slower than 16 KB/s" in str(error) and "sync again" in str(error)
     assert elapsed < 4          # the old per-read timeout let it run 7 s, and finish
-    assert files_under(dest / f"127.0.0.1_{phone.port}") == {}   # no partial, hidden or not
+    assert files_under(dest / phone.serialno) == {}   # no partial, hidden or not
 
 
 def test_minimum_rate_is_a_parameter(adb, make_phone, tmp_path):
@@ -258,8 +259,7 @@ def test_names_with_control_characters_are_refused(adb, make_phone, tmp_path):
 
     assert files_under(report.folder) == {"DCIM/Camera/fine.jpg": b"fine"}
     refused = {name for name, reason in report.skipped if "control character" in reason}
-    assert refused == {f"{CAMERA}/{name.encode('unicode_escape').decode()}"
-                       for name in [*bad, "dir\nname"]}
+    assert refused == {f"{CAMERA}/{display_name(name)}" for name in [*bad, "dir\nname"]}
     assert phone.recv_paths == [f"{CAMERA}/fine.jpg"]
     summary = report.summary()
     assert "refused /sdcard/DCIM/Camera/new\\nline.jpg: unsafe name" in summary

@@ -110,7 +110,7 @@ def gallery(tmp_path, gallery_template):
 
 
 def _update(index: GalleryIndex, gallery, embedder, **kwargs) -> IndexReport:
-    return index.update(gallery, embedder, show_progress=False, **kwargs)
+    return index.update(gallery, embedder, **kwargs)
 
 
 class CountingLoads:
@@ -283,7 +283,7 @@ def test_missing_gallery_or_file_is_a_gallery_error(tmp_path, embedder):
 
 def test_unwritable_or_damaged_index_is_a_gallery_error(tmp_path):
     (tmp_path / "file").write_text("a file where a folder should be")
-    with pytest.raises(GalleryError, match="--index PATH") as info:
+    with pytest.raises(GalleryError, match="writable place") as info:  # main2 names --index
         GalleryIndex(tmp_path / "file" / "index.sqlite")
     assert "\n" not in str(info.value)
     (tmp_path / "junk.sqlite").write_bytes(b"this is not sqlite" * 100)

@@ -98,7 +98,7 @@ def start_app(search, gallery, tmp_path, live="preview", pause=1.0):
 def finish(app) -> list[dict]:
     """Wait for the saves, end the worker; the events as written to the file."""
     assert app.worker.wait(60)
-    app._collect_results()
+    app.collect_results()
     app.worker.stop()
     assert app.worker.join(10)
     if app.tracker is not None:
@@ -108,13 +108,12 @@ def finish(app) -> list[dict]:
 
 
 def kinds(events) -> list[str]:
-    return [e["event"] for e in events]
+    """The search's events in order (the window's `controls` events left out)."""
+    return [e["event"] for e in events if e["event"] != "controls"]
 
 
 def idle(app) -> bool:
-    worker = app.worker
-    with worker._lock:
-        return worker._preview is None and worker._run_now is None and not worker._saves
+    return app.worker.idle
 
 
 def test_previews_follow_the_strokes_and_are_marked_as_previews(search, gallery, tmp_path):
@@ -126,8 +125,8 @@ def test_previews_follow_the_strokes_and_are_marked_as_previews(search, gallery,
     during = len([e for e in app.events.events if e["event"] == "preview"])
     hand.away(3)                     # the stroke ends: a preview of all of it
     hand.away_until(lambda: idle(app) and len(app.events.events) > during)
-    app._collect_results()
-    view = app._panel_view
+    app.collect_results()
+    view = app.results_view
     assert view is not None and view.label == overlay.PREVIEW_LABEL and view.generated is None
     assert len(view.photos) == 3
     # The panel says "preview" on its banner, in the banner's colour.
@@ -163,7 +162,7 @@ def test_a_long_pause_then_save_is_answered_by_the_run_ahead(search, gallery, tm
     # The results are the full route's for the saved sketch (the same image a fresh query makes).
     fresh = search.query(Image.open(sketch).convert("RGB"))
     assert np.array_equal(np.asarray(Image.open(data["generated_image"])), np.asarray(fresh.generated))
-    assert app._panel_view.label is None and app._panel_view.caption == data["caption"]
+    assert app.results_view.label is None and app.results_view.caption == data["caption"]
 
 
 def test_a_change_cancels_the_run_ahead_and_the_save_gets_the_final_canvas(search, gallery, tmp_path):
@@ -171,14 +170,14 @@ def test_a_change_cancels_the_run_ahead_and_the_save_gets_the_final_canvas(searc
     hand = Hand(app)
     hand.draw(0.0, 0.5, 30)
     # Pen up until the run ahead is under way, then draw on: the run must stop.
-    hand.away_until(lambda: app.worker._stage is not None, timeout=60)
+    hand.away_until(lambda: app.worker.running, timeout=60)
     hand.draw(0.5, 0.9, 20)
     hand.away(2)
     hand.hold_save()
     events = finish(app)
     names = kinds(events)
     assert "cancel" in names and names.index("speculate") < names.index("cancel"), names
-    cancel = events[names.index("cancel")]
+    cancel = next(e for e in events if e["event"] == "cancel")
     assert cancel["latency"] < 1.0 and cancel["seconds"] > 0
     [sketch] = app.saved
     data = json.loads(sketch.with_suffix(".json").read_text())
@@ -210,11 +209,11 @@ def test_live_off_only_answers_saves(search, gallery, tmp_path):
     hand.draw(0.0, 1.05, 50)
     hand.away(45)                    # 1.5 s pen up: with live search on, previews and a run ahead
     time.sleep(0.5)
-    assert app.events.events == [] and app._panel_view is None
+    assert kinds(app.events.events) == [] and app.results_view is None
     hand.hold_save()
     events = finish(app)
     assert kinds(events) == ["save", "results"]
-    assert events[1]["speculative"] is False
+    assert next(e for e in events if e["event"] == "results")["speculative"] is False
 
 
 def test_live_full_runs_the_whole_route_after_each_stroke(search, gallery, tmp_path):
@@ -224,20 +223,24 @@ def test_live_full_runs_the_whole_route_after_each_stroke(search, gallery, tmp_p
     hand = Hand(app)
     hand.draw(0.0, 1.05, 50)
     hand.away_until(lambda: "speculate" in kinds(app.events.events) and idle(app))
-    app._collect_results()
-    assert app._panel_view.label == overlay.LIVE_LABEL and app._panel_view.generated is not None
+    app.collect_results()
+    assert app.results_view.label == overlay.LIVE_LABEL and app.results_view.generated is not None
     hand.hold_save()
     events = finish(app)
     names = kinds(events)
     assert "preview" not in names and names.count("speculate") == 1
-    assert events[-1]["event"] == "results" and events[-1]["speculative"] is True
+    last = [e for e in events if e["event"] != "controls"][-1]
+    assert last["event"] == "results" and last["speculative"] is True
 
 
 def test_status_line_shows_the_stage_and_the_time_left(search, gallery, tmp_path):
     app = start_app(search, gallery, tmp_path, live="off")
     worker = app.worker
-    worker.submit(Image.open(ROOT / "examples" / "sketches" / "cat.png").convert("RGB"),
-                  app.options.sketch_dir / "sketch-cat.png")
+    cat = Image.open(ROOT / "examples" / "sketches" / "cat.png").convert("RGB")
+    # The first save cancels the warm-up (if it still runs) and teaches the estimate.
+    worker.submit(cat, app.options.sketch_dir / "sketch-cat-1.png")
+    assert worker.wait(60)
+    worker.submit(cat.rotate(90), app.options.sketch_dir / "sketch-cat-2.png")
     seen = set()
     while worker.busy:
         seen.add(worker.status[0])

@@ -59,7 +59,7 @@ def test_main2_searches_the_synced_phone_gallery(phone, tmp_path):
     assert names == ["IMG 0001 cat.jpg", "IMG_0002.jpg", "IMG_0003.jpg"]
     assert result["index"]["added"] == 3 and result["index"]["skipped"] == []
     # Everything synced lives in the phone's own subfolder, the sync state stays hidden.
-    assert all(f"/{device.serial.replace(':', '_')}/" in hit["path"] for hit in result["results"])
+    assert all(f"/{device.serialno}/" in hit["path"] for hit in result["results"])
 
 
 def test_main_py_pulls_the_phone_in_the_background_and_searches_it(phone, tmp_path):

@@ -61,7 +61,7 @@ def test_each_indexed_photo_finds_itself_first(tmp_path):
     for name in ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field"):
         Image.fromarray(getattr(skimage.data, name)()).save(gallery / f"{name}.jpg", quality=90)
     with GalleryIndex(tmp_path / "index.sqlite") as index:
-        index.update(gallery, embedder, show_progress=False)
+        index.update(gallery, embedder)
         paths, vectors = index.load_vectors()
     for row, path in enumerate(paths):
         query = embedder.embed_images([load_image(path, embedder.min_image_side)])[0]

@@ -104,6 +104,8 @@ def python(code: str) -> subprocess.CompletedProcess:
 
 def test_the_window_loop_and_sketch_never_import_torch():
     modules = [n for n in our_modules() if n.split(".")[0] == "sketch"] + ["sketch_search.app.air_canvas", "sketch_search.app.search_worker",
+                                                                       "sketch_search.app.search_scheduler", "sketch_search.app.search_presenter", "sketch_search.app.search_answers",
+                                                                       "sketch_search.app.bootstrap",
                                                                        "sketch_search.app.cli", "sketch_search.app.model_plan", "sketch_search.app.time_left", "main"]
     code = "import sys\n" + "".join(f"import {m}\n" for m in modules) + "print('torch' in sys.modules)"
     result = python(code)

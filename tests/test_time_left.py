@@ -147,7 +147,7 @@ def test_a_slower_machine_moves_the_estimate():
 
 
 def test_the_module_is_torch_free():
-    code = "import sys\nimport app.time_left\nprint('torch' in sys.modules)"
+    code = "import sys\nimport sketch_search.app.time_left\nprint('torch' in sys.modules)"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT)
     assert done.stdout.strip() == "False", done.stderr

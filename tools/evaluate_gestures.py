@@ -1,6 +1,6 @@
 """Measure the finger counter on labelled hand photos (DIR/<N>/*, N = extended fingers, 0-5).
 
-    python -m tools.evaluate_gestures --eval DIR [--rotate 45] [--seed 0]
+    python -m tools.evaluate_gestures --eval DIR [--rotate 45] [--seed 0] [--interpolation cubic]
 """
 from __future__ import annotations
 
@@ -21,7 +21,6 @@ from sketch_search.common.files import is_photo_name
 logger = logging.getLogger(__name__)
 
 # --- evaluation on labelled photos ----------------------------------------------------
-
 
 
 class LabelledPhotosError(SketchSearchError):
@@ -58,7 +57,17 @@ def read_rgb(path: Path) -> np.ndarray:
         raise NotAnImageError(f"{path} cannot be read as an image ({exc}); remove or replace it") from exc
 
 
-def rotate_photo(image: np.ndarray, degrees: float) -> np.ndarray:
+INTERPOLATIONS = ("linear", "cubic", "nearest", "area", "lanczos")
+
+
+def cv2_interpolation(name: str) -> int:
+    import cv2
+
+    return {"linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC, "nearest": cv2.INTER_NEAREST,
+            "area": cv2.INTER_AREA, "lanczos": cv2.INTER_LANCZOS4}[name]
+
+
+def rotate_photo(image: np.ndarray, degrees: float, interpolation: str = "linear") -> np.ndarray:
     """The photo turned counter-clockwise, on a canvas that holds all of it.
 
     The new corners repeat the photo's edge pixels, so the background stays background
@@ -72,7 +81,8 @@ def rotate_photo(image: np.ndarray, degrees: float) -> np.ndarray:
     new_w, new_h = int(round(height * sin + width * cos)), int(round(height * cos + width * sin))
     matrix[0, 2] += new_w / 2 - width / 2
     matrix[1, 2] += new_h / 2 - height / 2
-    return cv2.warpAffine(image, matrix, (new_w, new_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return cv2.warpAffine(image, matrix, (new_w, new_h), flags=cv2_interpolation(interpolation),
+                          borderMode=cv2.BORDER_REPLICATE)
 
 
 def rotation_angles(count: int, max_degrees: float, seed: int) -> np.ndarray:
@@ -83,8 +93,13 @@ def rotation_angles(count: int, max_degrees: float, seed: int) -> np.ndarray:
 
 
 def detect_photos(paths: Sequence[Path], angles: Sequence[float] | None = None,
-                  tracker: HandTracker | None = None, progress: bool = True) -> list[Hand | None]:
-    """A hand (or None) for each photo, each first turned by its angle when angles are given."""
+                  tracker: HandTracker | None = None, progress: bool = True,
+                  interpolation: str = "linear", change=None) -> list[Hand | None]:
+    """A hand (or None) for each photo, each first turned by its angle when angles are given.
+
+    `change`, when given, is called with (photo number, RGB image) and gives the image to use
+    (training's augmentations); the turn is applied after it.
+    """
     from tqdm import tqdm
 
     from sketch.tracker import PHOTO_DETECTION_CONFIDENCE, HandTracker
@@ -96,8 +111,10 @@ def detect_photos(paths: Sequence[Path], angles: Sequence[float] | None = None,
         hands = []
         for i, path in enumerate(tqdm(paths, desc="detecting hands", unit="photo", disable=not progress)):
             image = read_rgb(path)
+            if change is not None:
+                image = change(i, image)
             if angles is not None and angles[i]:
-                image = rotate_photo(image, float(angles[i]))
+                image = rotate_photo(image, float(angles[i]), interpolation)
             hands.append(tracker.detect_in_photo(image))
         return hands
     finally:
@@ -135,11 +152,12 @@ def score_hands(labels: Sequence[int], hands: Iterable[Hand | None],
     return EvaluationResult(labels=list(labels), counts=counts)
 
 
-def evaluate_folder(root: Path, rotate: float = 0.0, seed: int = 0, progress: bool = True) -> EvaluationResult:
+def evaluate_folder(root: Path, rotate: float = 0.0, seed: int = 0, progress: bool = True,
+                    interpolation: str = "linear") -> EvaluationResult:
     """Count fingers on every photo of root/<N>/ (turned by up to `rotate` degrees, seeded)."""
     photos = labelled_photos(root)
     angles = rotation_angles(len(photos), rotate, seed) if rotate > 0 else None
-    hands = detect_photos([path for path, _ in photos], angles, progress=progress)
+    hands = detect_photos([path for path, _ in photos], angles, progress=progress, interpolation=interpolation)
     return score_hands([label for _, label in photos], hands)
 
 
@@ -162,12 +180,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rotate", type=float, default=0.0, metavar="DEGREES",
                         help="turn each photo by a random angle in [-DEGREES, DEGREES] first")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random angles (default 0)")
+    parser.add_argument("--interpolation", choices=INTERPOLATIONS, default="linear",
+                        help="how turned photos are resampled (default linear; the held-out check uses cubic)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     setup_logging()
     if args.rotate < 0:
         raise LabelledPhotosError(f"--rotate must be 0 or more degrees, got {args.rotate}")
-    result = evaluate_folder(args.folder, rotate=args.rotate, seed=args.seed, progress=not args.no_progress)
+    result = evaluate_folder(args.folder, rotate=args.rotate, seed=args.seed, progress=not args.no_progress,
+                             interpolation=args.interpolation)
     print("\n".join(report_lines(result)))
     return 0
 

@@ -12,8 +12,8 @@ never imports torch.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
-import os
 import sys
 import time
 from collections import deque
@@ -25,12 +25,16 @@ import cv2
 import numpy as np
 
 from sketch import overlay
-from sketch.air_pen import DRAWING_TOOLS, AirPen
+from sketch.air_pen import DRAWING_TOOLS, Action, AirPen
 from sketch.camera import FrameSource
 from sketch.canvas import Canvas
-from sketch.tracker import HandTracker
+from sketch.pointer import HOLD_RADIUS, HoldToPress
+from sketch.screen import Command, Mode, Screen
+from sketch.tracker import TwoHandTracker
 from sketch_search.app.events import EventLog
-from sketch_search.app.search_worker import SearchWorker, image_key
+from sketch_search.app.first_start import first_start, remember_help_shown
+from sketch_search.app.photo_view import OpenedPhoto, PhoneCheck, PhoneShown, PhotoViewer
+from sketch_search.app.search_worker import SearchWorker, WorkerOwner, image_key
 from sketch_search.common.errors import BlankSketchError, CameraError, SketchSearchError
 from sketch_search.common.files import write_atomically
 from sketch_search.common.names import display_name
@@ -39,29 +43,13 @@ log = logging.getLogger(__name__)
 
 TITLE = "Sketch search"
 TOAST_SECONDS = 3.0
+NOTE_SECONDS = 6.0
+# Keys that press a control (or fire its action); Esc, Q and S are handled on their own.
+KEY_CONTROLS = {"r": "clear", "z": "undo", "y": "redo", "h": "help", "b": "back", "n": "next",
+                "p": "previous", "m": "show-on-phone"}
 LIVE_MODES = ("off", "preview", "full")
 PREVIEW_SECONDS = 0.5      # during a long stroke, a preview of the drawing so far this often
 PAUSE_SECONDS = 1.0        # pen up this long on a changed canvas: search ahead of the save
-STOP_SECONDS = 3.0         # at exit, how long the worker gets to stop (a query is cancelled)
-
-
-def worker_threads(cores: int) -> int:
-    """Torch threads for the search worker on a machine with `cores` CPU cores.
-
-    All but one, so the camera loop keeps a core, but two where there are two: a 30 fps webcam
-    needs only ~40 % of a core for tracking (14 ms a frame), and on 2 cores a second worker thread
-    made a full-size query 1.4x faster (31 -> 22 s) with the loop still at 30 fps (BENCHMARKS.md,
-    table 6).
-    """
-    return max(1, min(cores, max(2, cores - 1)))
-
-
-def cap_worker_threads() -> None:
-    """Cap the model libraries' thread pools at worker_threads(cores), leaving the loop its share.
-
-    Must run before torch is imported (it reads OMP_NUM_THREADS once); a value the user set wins.
-    """
-    os.environ.setdefault("OMP_NUM_THREADS", str(worker_threads(os.cpu_count() or 2)))
 
 
 @dataclass
@@ -75,6 +63,8 @@ class AppOptions:
     live: str = "preview"            # LIVE_MODES: what follows the drawing
     pause: float = PAUSE_SECONDS     # pen-up seconds before the search ahead (--live preview)
     events: Path | None = None       # JSON lines of what happened (--events)
+    adb_port: int = 5037             # the phone, for "show on phone"
+    serial: str | None = None
 
 
 @dataclass
@@ -100,9 +90,10 @@ class AirCanvasApp:
         self.events = EventLog(options.events)
         self.worker = (SearchWorker(search, options.gallery, changed, options.live, self.events)
                        if search is not None else None)
+        self._worker_owner = WorkerOwner(self.worker) if self.worker is not None else None
         self.canvas: Canvas | None = None
         self.pen: AirPen | None = None
-        self.tracker: HandTracker | None = None
+        self.tracker: TwoHandTracker | None = None
         self.saved: list[Path] = []
         self.stats = LoopStats()
         self._panel_view: overlay.ResultsView | None = None
@@ -119,6 +110,16 @@ class AirCanvasApp:
         self._saved_version: int | None = None
         self._changed_t = self._asked_t = 0.0
         self._export: tuple[int, object, str] | None = None   # version, image, key
+        # Touchless controls: the screen's state, the pointer's holds, the open photo's jobs.
+        self.screen: Screen | None = None
+        self.presser = HoldToPress()
+        self.viewer = PhotoViewer(options.gallery, options.adb_port, options.serial)
+        self._browse_pen: AirPen | None = None   # over a scratch canvas: a photo is never drawn on
+        self._opened: OpenedPhoto | None = None
+        self._controls_sent: list[dict] | None = None
+        self._note: tuple[str, bool, float] | None = None    # a status-bar line, until (monotonic)
+        self._photo_cache: tuple[tuple, np.ndarray] | None = None
+        self._tiles: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}   # fitted thumbnails
 
     @property
     def quit_requested(self) -> bool:
@@ -153,18 +154,54 @@ class AirCanvasApp:
         return path
 
     def handle_key(self, key: int) -> None:
+        """Keys are shortcuts for the gestures and controls."""
         if key < 0 or key > 0xFF:  # none, or a special key (arrows, F-keys)
             return
         char = chr(key).lower()
-        if key == 27 or char == "q":
-            self._quit = True
-        elif char == "r":
-            self.canvas.clear()
-            self.toast("cleared")
-        elif char == "z":
-            self.toast("undone" if self.canvas.undo() else "nothing to undo")
+        if key == 27 and self.screen.mode is not Mode.DRAWING:
+            self.press("back")      # Esc closes the photo, the help or the quit question
+        elif key == 27 or char == "q":
+            self.carry_out(Command("quit"))
         elif char == "s":
             self.save()
+        elif char in KEY_CONTROLS:
+            self.press(KEY_CONTROLS[char])
+        elif char in "12345":
+            self.press(f"result-{char}")
+
+    def press(self, name: str) -> None:
+        """A control pressed (by the pointer's hold or its key): the screen decides, we act."""
+        command = self.screen.press(name)
+        if command is not None:
+            self.carry_out(command)
+
+    def carry_out(self, command: Command) -> None:
+        """Do what a command asks; every command but show_on_phone is logged as it fires
+        (show_on_phone when the phone has answered, with the answer)."""
+        action = command.action
+        if action != "show_on_phone":
+            self.events.write("command", action=action, **command.fields)
+        if action == "clear":
+            self.toast("cleared (undo brings it back)" if self.canvas.clear() else "nothing to clear")
+        elif action == "undo":
+            self.toast("undone" if self.canvas.undo() else "nothing to undo")
+        elif action == "redo":
+            self.toast("redone" if self.canvas.redo() else "nothing to redo")
+        elif action in ("open", "next", "previous"):
+            self._opened = None
+            self.viewer.open(Path(command.fields["path"]), (self.canvas.width, self.canvas.height))
+        elif action == "close":
+            self.viewer.close()
+            self._opened = None
+        elif action == "show_on_phone":
+            self.viewer.show_on_phone(Path(command.fields["path"]))
+            self.note("showing the photo on the phone ...")
+        elif action == "quit":
+            self._quit = True
+
+    def note(self, message: str, error: bool = False) -> None:
+        """One line in the status bar for a while (e.g. the phone's answer)."""
+        self._note = (message, error, time.monotonic() + NOTE_SECONDS)
 
     # -- one frame ------------------------------------------------------------------------------
     def step(self, frame: np.ndarray, t: float) -> None:
@@ -173,13 +210,62 @@ class AirCanvasApp:
             h, w = frame.shape[:2]
             self.canvas = Canvas(w, h)
             self.pen = AirPen(self.canvas)
-            self.tracker = HandTracker()
-        hand = self.tracker.process(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-        if self.pen.update(hand, t):
-            self.save()
+            self._browse_pen = AirPen(Canvas(w, h))
+            self.tracker = TwoHandTracker()
+            # The help card at the very first start, where there is a window to show it in.
+            show_help = self.options.window and first_start()
+            self.screen = Screen(w, h, show_help=show_help)
+            if show_help:
+                remember_help_shown()
+            self.presser = HoldToPress(radius=HOLD_RADIUS * self.screen.scale)
+        screen = self.screen
+        pen = self._browse_pen if screen.mode is Mode.PHOTO else self.pen
+        hands = self.tracker.process_all(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB),
+                                         eager=pen.expects_second_hand)
+        if pen is self._browse_pen:   # gestures only point: nothing is drawn on the photo
+            pen.update(hands, t)        # a save or clear means nothing over a photo
+            pen.canvas.cancel()
+        else:
+            fired = pen.update(hands, t)
+            if fired is Action.SAVE:
+                self.save()
+            elif fired is Action.CLEAR:
+                self.carry_out(Command("clear"))
+            if pen.gesture in DRAWING_TOOLS:
+                screen.drawing_started()   # the help card or the quit question steps aside
+        pressed = self.presser.update(pen.pointer, t, screen.controls())
+        if pressed is not None:
+            self.press(pressed.name)
         self._follow_drawing(t)
         self._last_frame = frame
-        self._collect_results()
+        self.collect_results()
+        self._collect_photo_jobs()
+        screen.settle(self.presser.holding)
+        self._send_controls()
+
+    def _send_controls(self) -> None:
+        """A `controls` event whenever the pressable controls or their places change."""
+        controls = [c.as_event() for c in self.screen.controls()]
+        if controls != self._controls_sent:
+            self._controls_sent = controls
+            self.events.write("controls", controls=controls)
+
+    def _collect_photo_jobs(self) -> None:
+        for result in self.viewer.results():
+            if isinstance(result, OpenedPhoto):
+                if self.screen.photo is not None and Path(self.screen.photo.path) == result.path:
+                    self._opened = result
+            elif isinstance(result, PhoneCheck):
+                self.screen.phone_checked(result.path, result.available, result.reason)
+            elif isinstance(result, PhoneShown):
+                self.screen.phone_done(result.path)
+                fields = {"path": str(result.path), "ok": result.ok}
+                if not result.ok:
+                    fields["reason"] = result.reason or "refused"
+                self.events.write("command", action="show_on_phone", **fields)
+                self.note(display_name(result.message) or ("shown on the phone" if result.ok else
+                                                           f"not shown on the phone: {fields.get('reason')}"),
+                          error=not result.ok)
 
     def _exported(self):
         """(image, key) of the canvas as it is now; exported once per canvas version."""
@@ -227,13 +313,27 @@ class AirCanvasApp:
     def _show_view(self, view: overlay.ResultsView | None) -> None:
         if view is not self._panel_view:
             self._panel_view, self._panel = view, None
+            # The matches become tiles (not while one is held: see Screen.offer_results).
+            if self.screen is not None:   # None: the video ended before its first frame
+                self.screen.offer_results(view.photos if view is not None else [], self.presser.holding)
 
-    def _collect_results(self) -> None:
+    @property
+    def results_view(self) -> overlay.ResultsView | None:
+        """What the results panel shows (None: the help)."""
+        return self._panel_view
+
+    def collect_results(self) -> None:
+        """Take what the search worker posted: previews, a save's results (or its error), and a
+        save's answer ranked again over a larger index (shown if its results are on show)."""
         if self.worker is None:
             return
         for outcome in self.worker.finished():
             if outcome.live:  # matches for the drawing so far, until a save's results
                 self._show_view(outcome.view)
+            elif outcome.refresh:
+                if self._panel_view is self._final_view:
+                    self._show_view(outcome.view)
+                self._final_view = outcome.view
             elif outcome.view is not None:
                 self._final_view = outcome.view
                 self._show_view(outcome.view)
@@ -243,18 +343,35 @@ class AirCanvasApp:
 
     def compose(self) -> np.ndarray:
         """The window's picture for the last frame."""
-        view = self.canvas.render(self._last_frame.copy())
-        pen = self.pen
-        if pen.cursor is not None:
-            progress = pen.hold_progress
-            if progress is not None:
-                overlay.draw_hold_ring(view, pen.cursor, progress)
-            elif pen.gesture in DRAWING_TOOLS:
-                radius = max(4, pen.tool.width // 2) if pen.tool.erase else pen.tool.width
-                overlay.draw_cursor(view, pen.cursor, pen.tool.color, radius)
+        screen = self.screen
+        font = max(0.5, 0.9 * screen.scale)
+        if screen.mode is Mode.PHOTO:
+            view, pen = self._photo_picture(font), self._browse_pen
+        else:
+            view, pen = self.canvas.render(self._last_frame.copy()), self.pen
+        if screen.mode is Mode.HELP:
+            overlay.draw_card(view, overlay.HELP_CARD, font, bottom=screen.controls()[0].rect[1])
+        elif screen.mode is Mode.CONFIRM_QUIT:
+            overlay.draw_confirm_quit(view, font)
+        over = self.presser.over.name if self.presser.over is not None else None
+        for control in screen.controls():
+            if control.name.startswith("result-"):
+                rank = int(control.name.removeprefix("result-"))
+                photo = screen.results[rank - 1] if rank <= len(screen.results) else None
+                overlay.draw_tile(view, control, photo, font, control.name == over,
+                                  self._tile_picture(photo, control.rect[2]))
+            else:
+                progress = self.presser.progress if control.name == self.presser.holding else None
+                overlay.draw_button(view, control, font, control.name == over, progress)
+        if pen is self.pen:   # over a photo only the pointer shows
+            self._draw_pen(view)
+        if pen.pointer is not None:
+            overlay.draw_pointer(view, pen.pointer, self.presser.progress, int(24 * screen.scale))
         if self._toast and time.monotonic() < self._toast[2]:
             overlay.draw_toast(view, self._toast[0], self._toast[1])
-        if self.worker is not None:
+        if self._note and time.monotonic() < self._note[2]:
+            status, status_error = self._note[0], self._note[1]
+        elif self.worker is not None:
             status, status_error = self.worker.status
         else:
             status, status_error = "search off (--no-search)", False
@@ -267,6 +384,52 @@ class AirCanvasApp:
             self._panel = overlay.render_panel(height, self._panel_view)
         self.window_image = overlay.compose(view, self._panel, bar)
         return self.window_image
+
+    def _tile_picture(self, photo: overlay.ResultPhoto | None, side: int) -> np.ndarray | None:
+        """The match's thumbnail fitted to its tile, made once per thumbnail and size."""
+        if photo is None or photo.thumbnail is None:
+            return None
+        key = (id(photo.thumbnail), side)
+        cached = self._tiles.get(key)
+        if cached is None or cached[0] is not photo.thumbnail:
+            if len(self._tiles) > 4 * 5:   # a few searches' worth
+                self._tiles.clear()
+            cached = (photo.thumbnail, overlay.fit_image(photo.thumbnail, side, (0, 0, 0)))
+            self._tiles[key] = cached
+        return cached[1]
+
+    def _draw_pen(self, view: np.ndarray) -> None:
+        """The pen's cursor, or the ring of the save or the clear gesture being held."""
+        pen = self.pen
+        if pen.clear_points is not None and pen.clear_progress is not None:
+            for point in pen.clear_points:
+                overlay.draw_hold_ring(view, point, pen.clear_progress)
+        elif pen.cursor is not None:
+            progress = pen.hold_progress
+            if progress is not None:
+                overlay.draw_hold_ring(view, pen.cursor, progress)
+            elif pen.gesture in DRAWING_TOOLS:
+                radius = max(4, pen.tool.width // 2) if pen.tool.erase else pen.tool.width
+                overlay.draw_cursor(view, pen.cursor, pen.tool.color, radius)
+
+    def _photo_picture(self, font: float) -> np.ndarray:
+        """The open photo fitted to the view, with its rank, name, date and score."""
+        screen, opened = self.screen, self._opened
+        photo = screen.photo
+        lines = [f"{screen.rank} of {len(screen.browsing)}:  {photo.name}"]
+        details = f"score {photo.score:.3f}"
+        if opened is not None and opened.date is not None:
+            when = "taken" if opened.date_source == "taken" else "file date"
+            details = f"{when} {opened.date:%Y-%m-%d %H:%M}    {details}"
+        lines.append(details)
+        key = (id(opened), screen.rank, details)
+        if self._photo_cache is None or self._photo_cache[0] != key:
+            image = opened.image if opened is not None else None
+            error = display_name(opened.error) if opened is not None and opened.error else None
+            picture = overlay.render_photo((self.canvas.width, self.canvas.height), image, lines,
+                                           font, error)
+            self._photo_cache = (key, picture)
+        return self._photo_cache[1].copy()
 
     def write_screenshot(self, path: Path) -> None:
         image = self.compose()
@@ -301,35 +464,38 @@ class AirCanvasApp:
             # loop can wait that long for the GIL each time it gets it back from OpenCV or
             # MediaPipe, many times a frame (the convoy effect). 1 ms keeps frames on time.
             sys.setswitchinterval(min(switch_interval, 0.001))
-            self.worker.start()
-        if self.phone_sync is not None:
-            self.phone_sync.start()
-        if options.window:
-            # GUI_NORMAL: no Qt toolbar or status line around the picture (it has its own)
-            cv2.namedWindow(TITLE, cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL)
         try:
-            self._loop(source)
-            self._finish_searches()
-            if options.screenshot and self._last_frame is not None:
-                self.write_screenshot(options.screenshot)
-        except (KeyboardInterrupt, SystemExit):  # Ctrl+C, SIGTERM: keep the drawing
-            self._save_on_interrupt()
-            raise
+            # Started here, cancelled and joined once on the way out, whichever way it is.
+            with self._worker_owner or contextlib.nullcontext():
+                if self.phone_sync is not None:
+                    self.phone_sync.start()
+                if options.window:
+                    # GUI_NORMAL: no Qt toolbar or status line around the picture (it has its own)
+                    cv2.namedWindow(TITLE, cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL)
+                try:
+                    self._loop(source)
+                    self._finish_searches()
+                    if options.screenshot and self._last_frame is not None:
+                        self.write_screenshot(options.screenshot)
+                except (KeyboardInterrupt, SystemExit):  # Ctrl+C, SIGTERM: keep the drawing
+                    self._save_on_interrupt()
+                    raise
+                finally:
+                    source.close()
+                    if self.tracker is not None:
+                        self.tracker.close()
         finally:
-            source.close()
-            if self.tracker is not None:
-                self.tracker.close()
-            if self.worker is not None:
-                # Cancel what runs and wait for the thread: an interpreter that ends while torch
-                # runs on a daemon thread aborts the process. main.py ends it hard if this fails.
-                self.worker.stop()
-                if not self.worker.join(STOP_SECONDS):
-                    log.info("the search worker is still busy (loading a model)")
             if options.window:
                 cv2.destroyAllWindows()
             sys.setswitchinterval(switch_interval)
             self.events.close()
         return 1 if self.worker is not None and self.worker.failures else 0
+
+    @property
+    def hard_exit_needed(self) -> bool:
+        """The search thread did not stop in time (a model still loading): the process must end
+        with os._exit, or torch aborts it as the interpreter tears the thread down."""
+        return self._worker_owner is not None and self._worker_owner.hard_exit_needed
 
     def _save_on_interrupt(self) -> None:
         """Ctrl+C or SIGTERM: save the drawing (not searched) unless it is saved as it is."""
@@ -390,7 +556,7 @@ class AirCanvasApp:
             log.info("waiting for the search to finish")
         while self.worker.busy and not self._quit:
             if self.options.window:
-                self._collect_results()
+                self.collect_results()
                 self._show()
             self.worker.wait(timeout=0.05)
-        self._collect_results()
+        self.collect_results()

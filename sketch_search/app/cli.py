@@ -2,11 +2,22 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from checkpoints.layout import models_folder_rule
+from retrieval.index_errors import WAYS_OUT, IndexFileError
 from sketch_search.app.settings import DEVICES, EMBEDDERS, PRECISIONS, Settings
-from sketch_search.common.errors import SketchSearchError
+from sketch_search.common.errors import GalleryError, SketchSearchError
+
+# The index's ways out (retrieval.index_errors) as this command line offers them.
+INDEX_WAYS_OUT_IN_FLAGS = {
+    "rebuild": "run again with --rebuild-index to rebuild it from the photos",
+    "elsewhere": "pass --index PATH",
+    "writable": "pass --index PATH to keep it in a writable place",
+    "other_disk": "pass --index PATH on another disk",
+}
 
 
 def unit_interval(text: str) -> float:
@@ -103,3 +114,38 @@ def quiet_model_libraries() -> None:
     transformers.utils.logging.disable_progress_bar()
     diffusers.utils.logging.set_verbosity_error()
     diffusers.utils.logging.disable_progress_bar()
+
+
+def index_error_with_flags(error: IndexFileError) -> GalleryError:
+    """The same error, its ways out said as this command line's flags."""
+    ways = ", or ".join(INDEX_WAYS_OUT_IN_FLAGS.get(way, WAYS_OUT[way]) for way in error.ways_out)
+    return GalleryError(f"{error.problem}; {ways}")
+
+
+@contextmanager
+def index_flags() -> Iterator[None]:
+    """Around indexing at the command line: an unusable index names --rebuild-index and --index."""
+    try:
+        yield
+    except IndexFileError as error:
+        raise index_error_with_flags(error) from None
+
+
+@contextmanager
+def progress_bar(description: str, unit: str, shown: bool = True) -> Iterator[Callable[[int, int], None]]:
+    """A `progress(done, total)` callback drawing a tqdm bar on the terminal (nothing if not shown)."""
+    from tqdm import tqdm
+    bar = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, desc=description, unit=unit, disable=not shown)
+        bar.total = max(total, done)
+        bar.update(done - bar.n)
+
+    try:
+        yield progress
+    finally:
+        if bar is not None:
+            bar.close()

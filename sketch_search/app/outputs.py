@@ -7,12 +7,15 @@ one line too, and every file written before it stays as it was.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from PIL import Image
 
 from sketch_search.common.errors import SketchSearchError
 from sketch_search.common.files import write_atomically
@@ -132,13 +135,21 @@ def write_file(path: Path, write: Callable[[Path], None]) -> None:
                           "the files written before it are kept") from None
 
 
-def save_query_files(result, index_report, generated_path: Path,
+def png_bytes(image: Image.Image) -> bytes:
+    """An image encoded as PNG: what the generated image is written as (and kept as, by the air
+    canvas's finished runs, so a save only writes the bytes)."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def save_query_files(result, generated_png: bytes, index_report, generated_path: Path,
                      json_path: Path | None) -> dict:
-    """Save the generated image (and the JSON, when asked); return the JSON's content.
+    """Write the generated image (PNG bytes) and, when asked, the JSON; return the JSON's content.
 
     `generated_image` in the JSON is absolute, like the result paths.
     """
-    write_file(generated_path, lambda p: result.generated.save(p, format="PNG"))
+    write_file(generated_path, lambda p: p.write_bytes(generated_png))
     data = result.to_dict(Path(generated_path).absolute(), index_report)
     if json_path is not None:
         write_json(json_path, data)

@@ -1,65 +1,46 @@
-"""The search thread of the air canvas: loads the models once, indexes the gallery, answers saves,
-and follows the drawing while the camera loop keeps running.
+"""The search thread of the air canvas: carries out what `SearchScheduler` decides.
 
-What the worker does, most urgent first (one thread, one model call at a time):
-1. saves: a save on a canvas that a finished run already answered is answered at once from it; a
-   save on the canvas a run in flight is working on waits for that run (`submit` attaches it);
-   any other save starts a full run.
-2. previews: the newest canvas only (a slot, not a queue), through the quick "sketch" route
-   (`SketchSearch.preview`: the sketch itself through DINOv2, ranked).
-3. runs ahead: the full route on the newest canvas after the pen has rested (`speculate`); a canvas
-   change cancels it (`canvas_changed`), also in the middle of the generator.
-Canvases are told apart by their exported pixels (`image_key`). Status text is read by the loop
-every frame; `EventLog` writes what happened as JSON lines (--events).
+One thread, one model call at a time: it loads the models, then asks the scheduler for the next
+job (index, save, preview, run ahead, warm-up, refresh) and runs it; every call into the
+scheduler, and every field the window reads, is under one lock. `Presenter` makes what the
+window shows; `SaveAnswers` writes a save's files and its events (--events).
+Canvases are told apart by their exported pixels (`image_key`).
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
-import json
 import logging
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import cv2
-import numpy as np
 from PIL import Image
 
 from sketch import overlay
+from sketch_search.app import search_scheduler as jobs
 from sketch_search.app.events import EventLog
-from sketch_search.app.outputs import save_query_files
+from sketch_search.app.outputs import png_bytes
+from sketch_search.app.search_answers import Answer, Finished, SaveAnswers, SearchOutcome, listed
+from sketch_search.app.search_presenter import Presenter, found_line, ready_line
+from sketch_search.app.search_scheduler import IndexState, Run, Save, SearchScheduler
 from sketch_search.app.time_left import TimeLeft
 from sketch_search.common.cancel import CancelCheck, Cancelled
 from sketch_search.common.errors import BlankSketchError, SketchSearchError
-from sketch_search.common.files import write_text_atomically
-from sketch_search.common.names import display_name
 
 log = logging.getLogger(__name__)
 
-FINISHED_KEPT = 4          # finished full runs kept for saves of the same canvas
-THUMBNAILS_KEPT = 256      # gallery thumbnails kept for the results panel
+IDLE_POLL_SECONDS = 0.5    # with a phone sync, how often an idle worker looks for new photos
+SLICE_SECONDS = 1.0        # indexing between jobs, in slices this long (a job waits for one at most)
+STOP_SECONDS = 3.0         # at exit, how long the worker gets to stop (its query is cancelled)
 
 
 def image_key(image: Image.Image) -> str:
     """What tells two canvases apart: a hash of the exported pixels."""
     return hashlib.blake2b(image.tobytes(), digest_size=16).hexdigest()
-
-
-@dataclass
-class SearchOutcome:
-    sketch_path: Path | None
-    json_path: Path | None = None
-    view: overlay.ResultsView | None = None
-    error: str | None = None
-    live: bool = False              # a preview (or --live full run), not a save's results
-    speculative: bool = False       # a save answered by a run started ahead of it
-    save_to_results: float | None = None
 
 
 class SearchBackend(Protocol):
@@ -73,185 +54,140 @@ class SearchBackend(Protocol):
     def warmup(self, status: Callable[[str], None] | None = None,
                cancelled: CancelCheck | None = None) -> dict[str, float]: ...
 
-    def index_gallery(self, gallery: Path, progress: Callable[[int, int], None] | None = None) -> Any: ...
+    def start_index(self, gallery: Path) -> None: ...
+
+    def index_slice(self, seconds: float = 1.0, cancelled: CancelCheck | None = None) -> Any: ...
 
     def query(self, image: Image.Image, stage: Callable[[str], None] | None = None,
               cancelled: CancelCheck | None = None) -> Any: ...
 
     def preview(self, image: Image.Image) -> Any: ...
 
-
-
-
-@dataclass
-class _Save:
-    image: Image.Image
-    path: Path
-    key: str
-    saved_at: float                 # monotonic: when the save gesture completed
-
-
-@dataclass
-class _Run:
-    """A full query in flight: for saves, or ahead of one (speculative)."""
-    image: Image.Image
-    key: str
-    speculative: bool
-    saves: list[_Save] = field(default_factory=list)
-    cancel: threading.Event = field(default_factory=threading.Event)
-    cancel_asked: float | None = None
-    started: float = 0.0
-    started_cpu: float = 0.0
-
-
-@dataclass
-class _Finished:
-    result: Any                     # its `generated` already PNG-encoded (_EncodedImage)
-    view: overlay.ResultsView
-    speculative: bool
-
-
-class _EncodedImage:
-    """A generated image encoded to PNG when its run ends, so a save only writes the bytes."""
-
-    def __init__(self, image: Image.Image):
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG")
-        self.data = buffer.getvalue()
-
-    def save(self, path, format: str = "PNG") -> None:  # noqa: A002 (Pillow's name)
-        Path(path).write_bytes(self.data)
-
-
-_started: set[SearchWorker] = set()   # workers whose thread may still run (for stop_all)
-
-
-def stop_all(timeout: float) -> bool:
-    """Stop every started worker and wait up to `timeout` s in all; True when all have ended."""
-    deadline = time.monotonic() + timeout
-    for worker in list(_started):
-        worker.stop()
-    for worker in list(_started):
-        if not worker.join(max(0.0, deadline - time.monotonic())):
-            return False
-    return True
+    def rank(self, vector: Any, k: int | None = None) -> list[tuple[Path, float]]: ...
 
 
 class SearchWorker:
-    """One thread: loads the models and indexes the gallery once, then saves, previews, runs ahead.
+    """One thread: loads the models, then indexes the gallery and answers saves, previews and
+    runs ahead as `SearchScheduler` orders them.
 
     `live`: "off" (saves only), "preview" (previews, and full runs ahead after a pause) or "full"
-    (the full route as the live route). `events`: where to record what happens.
+    (the full route as the live route). `events`: where to record what happens. `slice_seconds`:
+    the length of an indexing slice between jobs (0: one batch).
     """
 
     def __init__(self, search: SearchBackend, gallery: Path | None = None,
                  gallery_changed: threading.Event | None = None, live: str = "preview",
-                 events: EventLog | None = None):
+                 events: EventLog | None = None, slice_seconds: float = SLICE_SECONDS):
         self.search = search
+        self.slice_seconds = slice_seconds
         self.gallery = gallery
-        # Set by the phone sync when photos arrive: the index catches up between queries.
+        # Set by the phone sync when photos arrive: they join the indexing queue.
         self.gallery_changed = gallery_changed
         self.live = live
         self.events = events or EventLog()
-        self._done: deque[SearchOutcome] = deque()
-        self._lock = threading.Condition()
-        self._saves: deque[_Save] = deque()
-        self._preview: tuple[Image.Image, str, float] | None = None
-        self._ahead: tuple[Image.Image, str] | None = None
-        self._run_now: _Run | None = None
-        self._finished: OrderedDict[str, _Finished] = OrderedDict()
-        self._stopping = False
-        self._status, self._status_error = "starting", False
-        self._ready = "ready"                     # the status line when nothing runs
-        self._ahead_done = False                  # the status line says results wait for a save
-        self._stage: str | None = None           # the running query's stage (with time left)
-        self._pending = 0                         # saves not answered yet
-        self._index_report = None
-        self._thumbnails: OrderedDict[tuple[str, float], np.ndarray | None] = OrderedDict()
+        self.presenter = Presenter()
+        self.answers = SaveAnswers(search, self.presenter, self.events)
         self.time_left = TimeLeft()
-        self.load_error: str | None = None
         self.loaded = threading.Event()
-        self.failures = 0
-        self.cancelled_runs = 0
+        self._lock = threading.Condition()
+        # Under the lock: the scheduler, what is posted for the window, the status line.
+        self._scheduler = SearchScheduler(indexing=gallery is not None)
+        self._done: deque[SearchOutcome] = deque()
+        self._status: str | None = "starting"    # None: the ready line, from the index's state
+        self._status_error = False
+        self._stage: str | None = None           # the running query's stage (with time left)
+        self._found: str | None = None           # the status line of the latest save's answer
+        self._failures = 0
+        self._cancelled_runs = 0
         self._thread = threading.Thread(target=self._run, name="sketch-search", daemon=True)
 
-    # -- loop side ------------------------------------------------------------------------------
+    # -- the loop's side ------------------------------------------------------------------------
     def start(self) -> None:
-        _started.add(self)
         self._thread.start()
 
     def submit(self, sketch: Image.Image, sketch_path: Path, saved_at: float | None = None,
                key: str | None = None) -> None:
-        """A save: answer it from a finished run of the same canvas, the run in flight on it, or a
-        new run; it goes before any preview or run ahead."""
-        save = _Save(sketch, sketch_path, key or image_key(sketch),
-                     time.monotonic() if saved_at is None else saved_at)
+        """A save: answered before any preview or run ahead."""
+        save = Save(sketch, sketch_path, key or image_key(sketch),
+                    time.monotonic() if saved_at is None else saved_at)
         with self._lock:
-            self._pending += 1
-            self._preview = self._ahead = None  # older than the save, and the save goes first
-            running = self._run_now
-            if running is not None and running.key == save.key and not running.cancel.is_set():
-                running.saves.append(save)      # that run answers it: no second start
-            else:
-                if running is not None and running.speculative and not running.saves:
-                    self._cancel(running)       # ahead on another canvas
-                self._saves.append(save)
+            self._scheduler.submit(save)
             self._lock.notify_all()
 
     def preview(self, sketch: Image.Image, key: str, changed_at: float) -> None:
         """Show matches for this canvas soon (replaces any preview not started yet)."""
         with self._lock:
-            self._preview = (sketch, key, changed_at)
+            self._scheduler.preview(sketch, key, changed_at)
             self._lock.notify_all()
 
     def speculate(self, sketch: Image.Image, key: str) -> bool:
         """Run the full route on this canvas ahead of a save; False when it is run or done already."""
         with self._lock:
-            running = self._run_now
-            if key in self._finished or (running is not None and running.key == key
-                                         and not running.cancel.is_set()):
-                return False
-            self._ahead = (sketch, key)
+            asked = self._scheduler.speculate(sketch, key)
             self._lock.notify_all()
-            return True
+            return asked
 
     def canvas_changed(self) -> None:
         """The drawing changed: drop the run ahead (at its next check) and any not started."""
         with self._lock:
-            self._ahead = None
-            running = self._run_now
-            if running is not None and running.speculative and not running.saves:
-                self._cancel(running)
-            if self._ahead_done:  # the results waiting are for the drawing before
-                self._ahead_done = False
-                self._status, self._status_error = self._ready, False
-
-    def _cancel(self, run: _Run) -> None:
-        if not run.cancel.is_set():
-            run.cancel_asked = time.monotonic()
-            run.cancel.set()
+            if self._scheduler.ahead_done:  # the results waiting are for the drawing before
+                self._status, self._status_error = None, False
+            self._scheduler.canvas_changed(time.monotonic())
 
     @property
     def status(self) -> tuple[str, bool]:
+        """The status line and whether it reports an error."""
         with self._lock:
-            if self._stage is not None and self._run_now is not None:
-                prefix = "ahead: " if self._run_now.speculative and not self._run_now.saves else ""
+            run = self._scheduler.run_now
+            if self._stage is not None and run is not None:
+                prefix = "ahead: " if run.ahead else ""
                 return prefix + self.time_left.status(self._stage, time.monotonic()), False
+            if self._status is None:
+                return ready_line(self._scheduler.index, self.gallery is not None), False
             return self._status, self._status_error
 
     @property
     def running(self) -> bool:
         """A full query (for a save, or ahead of one) is running."""
         with self._lock:
-            return self._run_now is not None
+            return self._scheduler.run_now is not None
 
     @property
     def busy(self) -> bool:
         """A save's query is queued or running."""
         with self._lock:
-            return self._pending > 0
+            return self._scheduler.pending > 0
+
+    @property
+    def idle(self) -> bool:
+        """No save, preview or run ahead is waiting or running (indexing may go on)."""
+        with self._lock:
+            return self._scheduler.idle
+
+    @property
+    def index(self) -> IndexState | None:
+        """How much of the gallery is searched (None before the first indexing slice)."""
+        with self._lock:
+            return self._scheduler.index
+
+    @property
+    def load_error(self) -> str | None:
+        with self._lock:
+            return self._scheduler.load_error
+
+    @property
+    def failures(self) -> int:
+        """Saves that got an error instead of results."""
+        with self._lock:
+            return self._failures
+
+    @property
+    def cancelled_runs(self) -> int:
+        with self._lock:
+            return self._cancelled_runs
 
     def finished(self) -> list[SearchOutcome]:
+        """What was posted since the last call, oldest first."""
         with self._lock:
             outcomes = list(self._done)
             self._done.clear()
@@ -260,158 +196,170 @@ class SearchWorker:
     def wait(self, timeout: float | None = None) -> bool:
         """Until no save is queued or running; False on timeout."""
         with self._lock:
-            return self._lock.wait_for(lambda: self._pending == 0, timeout)
+            return self._lock.wait_for(lambda: self._scheduler.pending == 0, timeout)
 
     def stop(self) -> None:
         """Stop soon: the query running is cancelled, queued work dropped (see `join`)."""
         with self._lock:
-            self._stopping = True
-            if self._run_now is not None:
-                self._cancel(self._run_now)
+            self._scheduler.stop(time.monotonic())
             self._lock.notify_all()
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait for the thread to end (after `stop`); True when it has (or never started)."""
         if self._thread.ident is not None:
             self._thread.join(timeout)
-        ended = not self._thread.is_alive()
-        if ended:
-            _started.discard(self)
-        return ended
+        return not self._thread.is_alive()
 
-    # -- worker side ----------------------------------------------------------------------------
-    def _say(self, text: str, error: bool = False) -> None:
+    # -- the thread -----------------------------------------------------------------------------
+    def _say(self, text: str | None, error: bool = False) -> None:
         with self._lock:
             self._status, self._status_error = text, error
-        log.info("search: %s", text)
+        if text is not None:
+            log.info("search: %s", text)
+
+    def _stopping(self) -> bool:
+        return self._scheduler.stopping  # one bool read: no lock needed
 
     def _check_stop(self, *args) -> None:
-        if self._stopping:
+        if self._stopping():
             raise Cancelled()
 
-    def _post(self, outcome: SearchOutcome, save: bool = True) -> None:
+    def _post(self, outcome: SearchOutcome, answers: Save | None = None) -> None:
+        """Post for the window; `answers`: the save this answers (no longer pending)."""
         with self._lock:
             self._done.append(outcome)
-            if save:
-                self._pending -= 1
+            if answers is not None:
+                self._scheduler.answered(answers)
             self._lock.notify_all()
 
     def _run(self) -> None:
+        error = None
         try:
             self._say("loading models")
             self.search.load(status=lambda text: (self._check_stop(), self._say(f"loading models: {text}")))
-            # One pass through every model now, while the user draws, so the first query is not
-            # the slow one (kernel selection, memory set-up).
-            self._check_stop()
-            warmup = self.search.warmup(status=lambda text: self._say(text),
-                                        cancelled=lambda: self._stopping)
-            self.time_left.learn(warmup)
-            if self.gallery is not None:
-                self._index()
-            else:
-                self._ready = "ready (no --gallery: caption and image only)"
-                self._say(self._ready)
         except Cancelled:
             log.info("search: stopped while loading")
             self.loaded.set()
             return
         except SketchSearchError as exc:
-            self.load_error = str(exc)
-            self._say(f"error: {exc}", error=True)
+            error = str(exc)
             log.error("search unavailable: %s", exc)
         except Exception as exc:  # a bug: keep its traceback in the log, keep the window alive
-            self.load_error = f"{type(exc).__name__}: {exc}"
-            self._say(f"error: {self.load_error}", error=True)
+            error = f"{type(exc).__name__}: {exc}"
             log.exception("loading the models failed")
-        finally:
-            self.loaded.set()
+        with self._lock:
+            self._scheduler.models_loaded(error)
+            self._status, self._status_error = (f"error: {error}", True) if error else (None, False)
+            self._lock.notify_all()
+        self.loaded.set()
         try:
             while (job := self._next_job()) is not None:
-                kind, item = job
-                if kind == "save":
-                    self._answer_save(item)
-                elif kind == "preview":
-                    self._answer_preview(*item)
-                else:
-                    self._full_run(item)
-        except Cancelled:  # stopping while indexing
+                self._carry_out(job)
+        except Cancelled:  # stopping in the middle of a job
             pass
-        with self._lock:  # saves left unanswered when stopping
-            while self._saves:
-                self._saves.popleft()
-                self._pending -= 1
-            self._lock.notify_all()
 
-    def _index(self) -> None:
-        if self.gallery_changed is not None:
-            self.gallery_changed.clear()
-        self._say("indexing gallery")
+    def _next_job(self) -> jobs.Job | None:
+        """The scheduler's next job, waiting for one; None when stopping."""
+        changed = self.gallery_changed
+        with self._lock:
+            while not self._scheduler.stopping:
+                if changed is not None and changed.is_set():
+                    changed.clear()
+                    self._scheduler.gallery_changed()
+                job = self._scheduler.next_job(time.monotonic())
+                if job is not None:
+                    return job
+                self._lock.wait(IDLE_POLL_SECONDS if changed is not None else None)
+        return None
 
-        def progress(done: int, total: int) -> None:
-            self._check_stop()
-            self._say(f"indexing gallery {done}/{total}")
-        self._index_report = self.search.index_gallery(self.gallery, progress=progress)
-        self._ready = f"ready: {self.search.gallery_size} photos indexed"
-        self._say(self._ready)
-
-    def _next_job(self):
-        """The next job (None to stop): a save, else a preview, else a run ahead; while idle, index
-        photos that arrived meanwhile."""
-        while True:
-            if (self.gallery_changed is not None and self.gallery_changed.is_set()
-                    and self.gallery is not None and not self.load_error):
-                try:
-                    self._index()
-                except SketchSearchError as exc:
-                    self._say(f"error: {exc}", error=True)
+    def _carry_out(self, job: jobs.Job) -> None:
+        if isinstance(job, jobs.StartIndex):
+            self._start_index()
+        elif isinstance(job, jobs.IndexSlice):
+            self._index_slice()
+        elif isinstance(job, jobs.Warmup):
+            self._warm_up(job)
+        elif isinstance(job, jobs.FullRun):
+            self._full_run(job.run)
+        elif isinstance(job, jobs.Deliver):
+            self._deliver(job.save, job.finished)
+        elif isinstance(job, jobs.Refuse):
+            log.error("%s: not searched: %s", job.save.path.name, job.reason)
             with self._lock:
-                self._lock.wait_for(lambda: self._stopping or self._saves or self._preview or self._ahead,
-                                    timeout=0.5 if self.gallery_changed is not None else None)
-                if self._stopping:
-                    return None
-                if self._saves:
-                    return "save", self._saves.popleft()
-                if self.load_error:  # no previews or runs ahead without models
-                    self._preview = self._ahead = None
-                    continue
-                if self._preview is not None:
-                    job, self._preview = self._preview, None
-                    return "preview", job
-                if self._ahead is not None:
-                    (image, key), self._ahead = self._ahead, None
-                    self._run_now = _Run(image, key, speculative=True)
-                    return "run", self._run_now
+                self._failures += 1
+            self._post(SearchOutcome(job.save.path, error=job.reason), answers=job.save)
+        elif isinstance(job, jobs.Preview):
+            self._preview(job)
+        elif isinstance(job, jobs.Refresh):
+            self._refresh(job.target)
 
-    def _answer_save(self, save: _Save) -> None:
-        if self.load_error:
-            log.error("%s: not searched: %s", save.path.name, self.load_error)
-            self.failures += 1
-            self._post(SearchOutcome(save.path, error=self.load_error))
+    # -- indexing -------------------------------------------------------------------------------
+    def _start_index(self) -> None:
+        """Walk the gallery: what is indexed is searchable at once, the rest queued newest first."""
+        with self._lock:
+            self._scheduler.index_started()
+        self._say("indexing gallery: looking for photos")
+        try:
+            self.search.start_index(self.gallery)
+        except SketchSearchError as exc:
+            self._index_failed(exc)
+            return
+        self._say(None)
+
+    def _index_slice(self) -> None:
+        """About `slice_seconds` of indexing; it ends after the batch in progress when a job waits."""
+        try:
+            progress = self.search.index_slice(
+                self.slice_seconds, cancelled=lambda: self._stopping() or self._scheduler.jobs_waiting)
+        except SketchSearchError as exc:
+            self._index_failed(exc)
             return
         with self._lock:
-            done = self._finished.get(save.key)
-            if done is None:
-                self._run_now = _Run(save.image, save.key, speculative=False, saves=[save])
-        if done is not None:
-            self._deliver(save, done)
-        else:
-            self._full_run(self._run_now)
+            self._scheduler.sliced(IndexState(progress.searched, progress.total, progress.done))
+        if progress.done:
+            log.info("search: gallery indexed: %d photos", progress.searched)
 
-    def _full_run(self, run: _Run) -> None:
-        run.started, run.started_cpu = time.monotonic(), time.process_time()
+    def _index_failed(self, exc: SketchSearchError) -> None:
+        with self._lock:
+            self._scheduler.index_failed()
+        log.error("indexing stopped: %s", exc)
+        self._say(f"error: {exc}", error=True)
+
+    def _coverage(self) -> tuple[IndexState | None, int]:
+        """The index's state and the photos a ranking now covers (read between jobs, on this thread)."""
+        with self._lock:
+            return self._scheduler.index, self.search.gallery_size
+
+    # -- models ---------------------------------------------------------------------------------
+    def _warm_up(self, job: jobs.Warmup) -> None:
+        """One pass through every model while the user draws, so the first query is not the slow
+        one (kernel selection, memory set-up); a save cancels it."""
+        try:
+            self.time_left.learn(self.search.warmup(
+                status=self._say, cancelled=lambda: job.cancelled or self._stopping()))
+        except Cancelled:
+            log.info("search: warm-up skipped: a save is waiting")
+        except Exception as exc:  # noqa: BLE001 (the queries will say what is wrong)
+            log.warning("warm-up failed: %s: %s", type(exc).__name__, exc)
+        finally:
+            with self._lock:
+                self._scheduler.warmup_ended()
+        self._say(None)
+
+    def _full_run(self, run: Run) -> None:
+        started, started_cpu = time.monotonic(), time.process_time()
         if run.speculative:
-            self.events.write("speculate", at=run.started)
+            self.events.write("speculate", at=started)
 
         def stage(name: str) -> None:
-            now = time.monotonic()
             with self._lock:
                 self._stage = name
-                self.time_left.start(name, now)
+                self.time_left.start(name, time.monotonic())
             log.info("search: %s...", name)
         try:
-            result = self.search.query(run.image, stage=stage, cancelled=run.cancel.is_set)
+            result = self.search.query(run.image, stage=stage, cancelled=lambda: run.cancelled)
         except Cancelled:
-            self._cancelled(run)
+            self._cancelled(run, started, started_cpu)
             return
         except Exception as exc:
             self._failed(run, exc)
@@ -420,47 +368,38 @@ class SearchWorker:
             with self._lock:
                 self._stage = None
         self.time_left.learn(result.timings)
-        view = overlay.ResultsView(
-            sketch=_bgr(run.image), generated=_bgr(result.generated), caption=result.caption,
-            photos=self._photos(result.results), gallery_size=self.search.gallery_size,
-            seconds=result.timings.get("total", 0.0))
-        finished = _Finished(dataclasses.replace(result, generated=_EncodedImage(result.generated)),
-                             view, run.speculative)
+        index, searched = self._coverage()
+        view = self.presenter.query_view(run.image, result, index, searched)
+        finished = Finished(result, png_bytes(result.generated), view, run.speculative, searched)
         with self._lock:  # from here a save of this canvas finds it finished, not in flight
-            self._finished[run.key] = finished
-            while len(self._finished) > FINISHED_KEPT:
-                self._finished.popitem(last=False)
-            saves, self._run_now = list(run.saves), None
+            saves = self._scheduler.run_finished(run, finished)
         for save in saves:
             self._deliver(save, finished)
         if not saves:
             if self.live == "full":  # the live route: shown as it is, marked live
-                live_view = dataclasses.replace(view, label=overlay.LIVE_LABEL)
-                self._post(SearchOutcome(None, view=live_view, live=True), save=False)
+                self._post(SearchOutcome(None, view=dataclasses.replace(view, label=overlay.LIVE_LABEL), live=True))
             then = "keep them" if self.live == "full" else "see them"
             self._say(f"results ready ahead ({view.seconds:.1f} s): hold the save gesture to {then}")
-            with self._lock:
-                self._ahead_done = True
 
-    def _cancelled(self, run: _Run) -> None:
+    def _cancelled(self, run: Run, started: float, started_cpu: float) -> None:
         now = time.monotonic()
         with self._lock:
-            saves, self._run_now = list(run.saves), None
-            self.cancelled_runs += 1
+            saves = self._scheduler.run_ended(run)
+            self._cancelled_runs += 1
         latency = now - run.cancel_asked if run.cancel_asked is not None else None
         self.events.write("cancel", at=now, latency=None if latency is None else round(latency, 4),
-                          seconds=round(now - run.started, 4),
-                          cpu_seconds=round(time.process_time() - run.started_cpu, 4))
+                          seconds=round(now - started, 4),
+                          cpu_seconds=round(time.process_time() - started_cpu, 4))
         log.info("search: run %s cancelled after %.2f s", "ahead" if run.speculative else "for a save",
-                 now - run.started)
-        if not self._stopping:
-            self._say(self._ready)
+                 now - started)
+        if not self._stopping():
+            self._say(None)
         for save in saves:  # only when stopping
-            self._post(SearchOutcome(save.path, error="cancelled: the program is ending"))
+            self._post(SearchOutcome(save.path, error="cancelled: the program is ending"), answers=save)
 
-    def _failed(self, run: _Run, exc: Exception) -> None:
+    def _failed(self, run: Run, exc: Exception) -> None:
         with self._lock:
-            saves, self._run_now = list(run.saves), None
+            saves = self._scheduler.run_ended(run)
         if isinstance(exc, SketchSearchError):
             message = str(exc)
         else:
@@ -472,77 +411,83 @@ class SearchWorker:
         self._say(f"search failed: {message}", error=True)
         for save in saves:
             log.error("%s: search failed: %s", save.path.name, message)
-            self.failures += 1
-            self._post(SearchOutcome(save.path, error=message))
+            with self._lock:
+                self._failures += 1
+            self._post(SearchOutcome(save.path, error=message), answers=save)
 
-    def _deliver(self, save: _Save, finished: _Finished) -> None:
+    # -- answers --------------------------------------------------------------------------------
+    def _deliver(self, save: Save, finished: Finished) -> None:
         """Write a save's files from a finished run and post its results."""
+        index, searched = self._coverage()
         try:
-            speculative = finished.speculative
-            generated_path = save.path.with_name(f"{save.path.stem}-generated.png")
-            json_path = save.path.with_suffix(".json")
-            data = save_query_files(finished.result, self._index_report, generated_path, None)
-            # Ready: the image is on disk, the JSON (with this number in it) follows in a moment.
-            save_to_results = time.monotonic() - save.saved_at
-            data.update(speculative=speculative, save_to_results=round(save_to_results, 4))
-            write_text_atomically(json_path, json.dumps(data, indent=2))
-            self.events.write("results", sketch=str(save.path), speculative=speculative,
-                              save_to_results=round(save_to_results, 4))
-            view = finished.view
-            best = f", best {view.photos[0].score:.3f}" if view.photos else ""
-            ahead = ", ready ahead" if speculative else ""
-            self._say(f"found {len(view.photos)} photos{best} ({view.seconds:.1f} s{ahead})")
-            log.info("%s: results in %s", save.path.name, json_path)
-            self._post(SearchOutcome(save.path, json_path, view, speculative=speculative,
-                                     save_to_results=save_to_results))
+            answer, outcome = self.answers.answer(save, finished, index, searched)
         except SketchSearchError as exc:
-            self.failures += 1
+            with self._lock:
+                self._failures += 1
             self._say(f"search failed: {exc}", error=True)
-            self._post(SearchOutcome(save.path, error=str(exc)))
+            self._post(SearchOutcome(save.path, error=str(exc)), answers=save)
+            return
+        log.info("%s: results in %s", save.path.name, answer.json_path)
+        line = found_line(outcome.view, outcome.speculative, index)
+        log.info("search: %s", line)
+        with self._lock:
+            self._status, self._status_error, self._found = line, False, line
+            self._scheduler.delivered(answer, searched, time.monotonic())
+        self._post(outcome, answers=save)
 
-    def _answer_preview(self, sketch: Image.Image, key: str, changed_at: float) -> None:
+    def _refresh(self, answer: Answer) -> None:
+        """The most recent save ranked again over the larger index: its JSON and panel follow."""
+        index, searched = self._coverage()
         try:
-            preview = self.search.preview(sketch)
+            outcome = self.answers.refresh(answer, index, searched)
+        except SketchSearchError as exc:  # the answer before stays, and so does its file
+            log.warning("%s: not refreshed: %s", answer.save.path.name, exc)
+            outcome = None
+        with self._lock:
+            self._scheduler.refreshed(searched, time.monotonic())
+            if outcome is not None and self._status == self._found:  # on show: say what it covers now
+                self._status = self._found = found_line(outcome.view, outcome.speculative, index)
+        if outcome is not None:
+            self._post(outcome)
+
+    def _preview(self, job: jobs.Preview) -> None:
+        try:
+            preview = self.search.preview(job.image)
         except BlankSketchError:
             return
         except Exception as exc:  # a preview is never worth stopping for; say it once in the log
             log.warning("preview failed: %s: %s", type(exc).__name__, exc)
             return
         ranked = time.monotonic()
-        latency = ranked - changed_at
-        self.events.write("preview", at=ranked, latency=round(latency, 4),
-                          results=[{"path": str(p), "score": round(float(s), 6)} for p, s in preview.results])
-        view = overlay.ResultsView(
-            sketch=_bgr(sketch), generated=None, caption="", photos=self._photos(preview.results),
-            gallery_size=self.search.gallery_size, seconds=latency, label=overlay.PREVIEW_LABEL)
-        self._post(SearchOutcome(None, view=view, live=True), save=False)
+        latency = ranked - job.changed_at
+        index, searched = self._coverage()
+        self.events.write("preview", at=ranked, latency=round(latency, 4), results=listed(preview.results))
+        view = self.presenter.preview_view(job.image, preview.results, index, searched, latency)
+        self._post(SearchOutcome(None, view=view, live=True))
 
-    def _photos(self, results) -> list[overlay.ResultPhoto]:
-        return [overlay.ResultPhoto(Path(path), display_name(Path(path).name), float(score), self._thumbnail(path))
-                for path, score in results]
 
-    def _thumbnail(self, path) -> np.ndarray | None:
+class WorkerOwner:
+    """The one owner of a worker's thread: `with WorkerOwner(worker):` starts it; leaving the
+    block, however it is left, cancels what runs and joins the thread once, for at most
+    `stop_seconds`. `hard_exit_needed` then says whether the thread is still alive (a model
+    still loading cannot be interrupted), so the process must end with os._exit.
+    """
+
+    def __init__(self, worker: SearchWorker, stop_seconds: float = STOP_SECONDS):
+        self.worker = worker
+        self.stop_seconds = stop_seconds
+        self.hard_exit_needed = False
+
+    def __enter__(self) -> WorkerOwner:
+        self.worker.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.worker.stop()
         try:
-            key = (str(path), Path(path).stat().st_mtime)
-        except OSError:
-            return None
-        if key in self._thumbnails:
-            self._thumbnails.move_to_end(key)
-            return self._thumbnails[key]
-        thumbnail = _thumbnail(path)
-        self._thumbnails[key] = thumbnail
-        while len(self._thumbnails) > THUMBNAILS_KEPT:
-            self._thumbnails.popitem(last=False)
-        return thumbnail
-
-
-def _bgr(image: Image.Image) -> np.ndarray:
-    return cv2.cvtColor(np.asarray(image.convert("RGB")), cv2.COLOR_RGB2BGR)
-
-
-def _thumbnail(path) -> np.ndarray | None:
-    from retrieval.images import load_image  # Pillow only; the loop never calls this
-    try:
-        return _bgr(load_image(path, min_side=overlay.TILE))
-    except SketchSearchError:  # deleted or damaged since indexing: shown grey
-        return None
+            ended = self.worker.join(self.stop_seconds)
+        except (KeyboardInterrupt, SystemExit):  # a second Ctrl+C or SIGTERM: stop waiting
+            ended = self.worker.join(0)
+        if not ended:
+            log.info("the search worker is still busy (loading a model)")
+        self.hard_exit_needed = not ended

@@ -16,7 +16,7 @@ PRECISIONS = ("auto", "float32")
 EMBEDDERS = tuple(EMBEDDER_MODELS)  # DINOv2 sizes, then DINOv3 ViT-H+/16
 
 
-@dataclass
+@dataclass(frozen=True)
 class Settings:
     checkpoints: Path = field(default_factory=models_folder)  # checkpoints.layout.models_folder's choice
     device: str = "auto"               # auto: CUDA, then Apple's MPS, then CPU
@@ -31,11 +31,11 @@ class Settings:
     rebuild_index: bool = False        # move the index aside (damaged, newer schema) and build it anew
     online: bool = False               # resolve missing models from the Hugging Face hub
     batch_size: int = 16               # photos embedded per batch while indexing
-    show_progress: bool = True         # tqdm bars on the terminal
+    show_progress: bool = True         # progress bars on the terminal (the command line draws them)
     precision: str = "auto"            # auto: see app/precision.py; float32: float32 everywhere
     colour_hints: bool = True          # red/green pens named in the prompt ("a red apple")
 
     def __post_init__(self) -> None:
-        self.checkpoints = Path(self.checkpoints).expanduser()
+        object.__setattr__(self, "checkpoints", Path(self.checkpoints).expanduser())
         if self.index_path is not None:
-            self.index_path = Path(self.index_path).expanduser()
+            object.__setattr__(self, "index_path", Path(self.index_path).expanduser())

@@ -28,13 +28,13 @@ from checkpoints import layout
 from generation.pix2pix_turbo import Pix2PixTurbo
 from generation.preprocess import PreparedSketch, prepare_sketch
 from retrieval.embedder import DinoEmbedder
-from retrieval.index import GalleryIndex, IndexReport, default_index_path
+from retrieval.gallery import gallery_folder
+from retrieval.index import GalleryIndex, IndexProgress, IndexReport, IndexRun, default_index_path
 from retrieval.search import VectorSearch
 from sketch_search.app.model_plan import MODEL_STAGES, plan_models
 from sketch_search.app.precision import placement
 from sketch_search.app.settings import Settings
 from sketch_search.common.cancel import CancelCheck, check, checked_modules
-from sketch_search.common.errors import GalleryError
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +61,11 @@ class Encoded:
 
 
 @dataclass
-class QueryResult:
-    caption: str
-    prompt: str
-    sketch: PreparedSketch
-    generated: Image.Image
-    results: list[tuple[Path, float]]
-    timings: dict[str, float] = field(default_factory=dict)
+class QueryResult(Encoded):
+    """A sketch's route (its `vector` kept, so the answer can be ranked again over a grown index)
+    and the ranked photos."""
+
+    results: list[tuple[Path, float]] = field(default_factory=list)
 
     def to_dict(self, generated_image_path: Path | str | None,
                 index_report: IndexReport | None = None) -> dict:
@@ -107,9 +105,16 @@ class SketchSearch:
         self.captioner: BlipCaptioner | None = None
         self.generator: Pix2PixTurbo | None = None
         self.embedder: DinoEmbedder | None = None
-        self._paths: list[Path] = []
+        # The in-memory search over what is indexed so far: vectors by id, an id per photo.
         self._search = VectorSearch(np.zeros((0, 0), np.float32))
+        self._id_of: dict[str, int] = {}      # relative path -> id
+        self._path_of: dict[int, Path] = {}   # id -> absolute path
+        self._next_id = 0
+        self._gallery: Path | None = None
+        self._run: IndexRun | None = None    # indexing in progress (None: nothing queued)
+        self._report = IndexReport()          # what the last finished run did
         self._lock = threading.Lock()  # one query or index update at a time
+        self._rebuild_index = settings.rebuild_index  # the first index opened is rebuilt, no later one
 
     # -- models -------------------------------------------------------------------------------
     def load(self, status: StatusFn | None = None, stages: Sequence[str] = MODEL_STAGES) -> None:
@@ -213,8 +218,8 @@ class SketchSearch:
 
     def _ranked(self, vector: np.ndarray, k: int) -> list[tuple[Path, float]]:
         """rank() for a caller that already holds the lock."""
-        hits = self._search.top_k(vector, k) if len(self._paths) else []
-        return [(self._paths[i], float(score)) for i, score in hits]
+        hits = self._search.top_k(vector, k) if len(self._search) else []
+        return [(self._path_of[i], float(score)) for i, score in hits]
 
     def query(self, image: Image.Image, stage: StatusFn | None = None,
               cancelled: CancelCheck | None = None) -> QueryResult:
@@ -228,7 +233,7 @@ class SketchSearch:
         timings["searching"] += time.perf_counter() - ranking
         timings["total"] = time.perf_counter() - start
         return QueryResult(encoded.caption, encoded.prompt, encoded.sketch, encoded.generated,
-                           results, timings)
+                           encoded.vector, timings, results)
 
     def warmup(self, status: StatusFn | None = None, cancelled: CancelCheck | None = None) -> dict[str, float]:
         """Run every model once on a made-up sketch so that the first real query is not the slow one.
@@ -250,21 +255,100 @@ class SketchSearch:
             gallery, layout.embedder_dir_name(self.settings.embedder))
 
     def index_gallery(self, gallery: Path, progress: ProgressFn | None = None) -> IndexReport:
-        """Bring the gallery's index up to date (new/changed photos only) and hold its vectors."""
+        """Bring the gallery's index up to date and search all of it (main2: the complete index
+        before the first answer). `progress(done, total)` after each batch, counting the photos
+        decoded of those to embed."""
+        self.start_index(gallery)
+        todo = self.gallery_total - self.gallery_size
+        while True:
+            state = self.index_slice(0.0)  # one batch at a time
+            if progress and todo:
+                progress(todo - (state.total - state.searched), todo)
+            if state.done:
+                return self._report
+
+    def start_index(self, gallery: Path) -> None:
+        """Walk the gallery and compare it with its index; make the photos already indexed
+        searchable at once (only those not yet in memory are read); queue the new and changed
+        ones, newest first, for `index_slice`. Called again (the phone brought photos), new
+        photos join the queue by their time; deleted and changed ones leave the search."""
         if self.embedder is None:
             self.load(stages=("embedder",))
-        gallery = Path(gallery).expanduser()
-        if not gallery.is_dir():
-            raise GalleryError(f"--gallery {gallery}: not a folder; pass the folder of your photos")
-        rebuild, self.settings.rebuild_index = self.settings.rebuild_index, False  # once, not per call
-        with self._lock, GalleryIndex(self.index_path(gallery), rebuild=rebuild) as index:
-            report = index.update(gallery, self.embedder, batch_size=self.settings.batch_size,
-                                  progress=progress, show_progress=self.settings.show_progress)
-            self._paths, vectors = index.load_vectors()
-            self._search = VectorSearch(vectors)  # exact unless the gallery is huge
-        log.info("gallery %s: %d photos indexed", gallery, len(self._paths))
-        return report
+        gallery = gallery_folder(gallery).absolute()
+        with self._lock:
+            if self._run is None or self._run.gallery != gallery:
+                self._open_run(gallery)
+            changes = self._run.rescan()
+            keep = set(changes.keep)
+            stale = [rel for rel in self._id_of if rel not in keep]
+            self._search.remove([self._id_of[rel] for rel in stale])
+            for rel in stale:
+                del self._path_of[self._id_of.pop(rel)]
+            missing = [rel for rel in changes.keep if rel not in self._id_of]
+            if missing:
+                paths, vectors = self._run.index.load_vectors(only=set(missing))
+                self._remember([(path.relative_to(gallery).as_posix(), path) for path in paths], vectors)
+            log.info("gallery %s: %d photos searchable, %d to index", gallery, len(self._search),
+                     self._run.pending)
+
+    def _open_run(self, gallery: Path) -> None:
+        self._close_run()
+        if self._gallery != gallery:  # another gallery: nothing in memory belongs to it
+            self._id_of, self._path_of = {}, {}
+            self._search = VectorSearch(np.zeros((0, 0), np.float32))
+        rebuild, self._rebuild_index = self._rebuild_index, False  # once, not per call
+        index = GalleryIndex(self.index_path(gallery), rebuild=rebuild)
+        self._run = IndexRun(index, gallery, self.embedder, self.settings.batch_size)
+        self._gallery = gallery
+
+    def _close_run(self) -> None:
+        if self._run is not None:
+            self._report = self._run.report
+            self._run.close()
+            self._run.index.close()
+            self._run = None
+
+    def _remember(self, photos: list[tuple[str, Path]], vectors: np.ndarray) -> None:
+        """Append vectors to the in-memory search, under new ids; nothing else is re-read."""
+        ids = np.arange(self._next_id, self._next_id + len(photos), dtype=np.int64)
+        self._next_id += len(photos)
+        again = [self._id_of[rel] for rel, _ in photos if rel in self._id_of]
+        self._search.remove(again)  # a photo re-embedded: its new vector replaces the old
+        for old in again:
+            del self._path_of[old]
+        for new_id, (rel, path) in zip(ids.tolist(), photos):
+            self._id_of[rel], self._path_of[new_id] = new_id, path
+        self._search.add(vectors, ids)
+
+    def index_slice(self, seconds: float = 1.0, cancelled: CancelCheck | None = None) -> IndexProgress:
+        """Decode, embed and commit about `seconds` of queued photos (at least one batch), newest
+        first, and add them to the search. Stops after the batch in progress when `cancelled()`
+        turns True; what was committed stays (the next slice, or the next run, goes on)."""
+        with self._lock:
+            run = self._run
+            if run is not None:
+                deadline = time.perf_counter() + seconds
+                while run.pending:
+                    added = run.step()
+                    if added:
+                        self._remember([(rel, run.gallery / rel) for rel, _ in added],
+                                       np.stack([vector for _, vector in added]))
+                    if time.perf_counter() >= deadline or (cancelled is not None and cancelled()):
+                        break
+                if not run.pending:
+                    self._close_run()
+            return self._progress()
+
+    def _progress(self) -> IndexProgress:
+        pending = self._run.pending if self._run is not None else 0
+        return IndexProgress(len(self._search), len(self._search) + pending, pending == 0)
 
     @property
     def gallery_size(self) -> int:
-        return len(self._paths)
+        """Photos searched: those in the in-memory search."""
+        return len(self._search)
+
+    @property
+    def gallery_total(self) -> int:
+        """Photos known that will be searched, indexed or not (skipped files not counted)."""
+        return self._progress().total

@@ -67,11 +67,6 @@ class TimeLeft:
             self._stage, self._started = stage, float(now)
 
     # -- the window -----------------------------------------------------------------------------
-    def expected(self, stage: str) -> float | None:
-        """The stage's expected seconds; None when no run has timed it."""
-        with self._lock:
-            return self._expected(stage)
-
     def seconds_left(self, now: float) -> float | None:
         """Seconds until the running query ends; None until anything was learnt.
 

@@ -4,9 +4,11 @@ its traceback."""
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable
+from typing import NoReturn
 
 from sketch_search.common.errors import SketchSearchError
 
@@ -47,3 +49,18 @@ def run_command(main: Callable[[], int | None], interrupted: str = "interrupted"
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
         signal.signal(signal.SIGTERM, _terminate)
     sys.exit(exit_status(main, interrupted=interrupted))
+
+
+def status_of(done: SystemExit) -> int:
+    """The exit status a SystemExit stands for."""
+    return done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+
+
+def hard_exit(code: int) -> NoReturn:
+    """End the process now with `code`, its logs and output flushed: for a thread that cannot be
+    stopped (torch aborts an interpreter that ends while a thread runs in it)."""
+    logging.getLogger(__name__).info("a thread did not stop; ending the process")
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
