@@ -149,5 +149,10 @@ def search_one(search, sketch, report, plan: QueryFiles) -> dict:
     return data
 
 
+def cli(argv: list[str] | None = None) -> None:
+    """The command (`python main2.py`, `sketch-search find`)."""
+    run_command(lambda: main(argv), interrupted=INTERRUPTED)
+
+
 if __name__ == "__main__":
-    run_command(main, interrupted=INTERRUPTED)
+    cli()

@@ -120,8 +120,8 @@ def fetch_all(checkpoints: Path, embedders: list[str]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Download the models sketch search needs.")
-    parser.add_argument("--checkpoints", type=Path, default=layout.DEFAULT_CHECKPOINTS,
-                        help="where to put them (default: this checkpoints folder)")
+    parser.add_argument("--checkpoints", type=Path, default=None,
+                        help=f"where to put them (default: {layout.models_folder_rule()})")
     parser.add_argument("--embedder", nargs="+", choices=[*layout.EMBEDDER_MODELS, "all"],
                         default=[layout.DEFAULT_EMBEDDER],
                         help=f"embedders to fetch (default {layout.DEFAULT_EMBEDDER}; all: every "
@@ -131,9 +131,14 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     sizes = list(layout.DINOV2) if "all" in args.embedder else []
     sizes += [choice for choice in args.embedder if choice != "all" and choice not in sizes]
-    fetch_all(args.checkpoints, sizes)
+    fetch_all(layout.models_folder(args.checkpoints), sizes)
     return 0
 
 
+def cli(argv: list[str] | None = None) -> None:
+    """`python -m checkpoints.fetch` and `sketch-search fetch`."""
+    run_command(lambda: main(argv), interrupted="interrupted: run the same command again to resume the downloads")
+
+
 if __name__ == "__main__":
-    run_command(main, interrupted="interrupted: run the same command again to resume the downloads")
+    cli()

@@ -5,14 +5,16 @@ One place for folder names so that `fetch.py`, the loaders and the error message
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from sketch_search.common.errors import CheckpointFormatError, MissingCheckpointError
+from sketch_search.common.home import HOME_VARIABLE, user_home
 
 FETCH_COMMAND = "python -m checkpoints.fetch"
-# The one default models folder: this package's own folder, wherever the program is run from.
-DEFAULT_CHECKPOINTS = Path(__file__).resolve().parent
+# This package's own folder: the models folder of a checkout that holds models (the seed's way).
+CHECKOUT_CHECKPOINTS = Path(__file__).resolve().parent
 
 # Hub ids that `fetch.py` downloads into the folder names below.
 BLIP_BASE = ("Salesforce/blip-image-captioning-base", "blip-image-captioning-base")
@@ -47,6 +49,35 @@ DINOV2_TYPE, DINOV3_TYPE = "dinov2", "dinov3_vit"
 # Files whose presence makes a Hugging Face folder loadable (any one weight file will do).
 _HF_WEIGHTS = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json")
 _DIFFUSERS_WEIGHTS = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
+
+
+def _is_checkout(folder: Path) -> bool:
+    """A source checkout (its project file or git beside the package), never an installed copy."""
+    return (folder.parent / "pyproject.toml").is_file() or (folder.parent / ".git").exists()
+
+
+def _holds_models(folder: Path) -> bool:
+    names = (BLIP_BASE[1], BLIP_SKETCH_DIR, *BLIP_SEED_FILES, SD_TURBO[1], LORA_FILE, *LORA_OLD_FILES,
+             *(embedder_dir_name(choice) for choice in EMBEDDER_MODELS))
+    return any((folder / name).exists() for name in names)
+
+
+def models_folder(given: Path | str | None = None) -> Path:
+    """The models folder, in this order: `given` (--checkpoints); $SKETCH_SEARCH_HOME/models when
+    that is set; the checkout's checkpoints/ when it holds models; the per-user home's models/.
+    An installed program never reads or writes models inside its own install folder."""
+    if given is not None:
+        return Path(given).expanduser()
+    if not os.environ.get(HOME_VARIABLE) and _is_checkout(CHECKOUT_CHECKPOINTS) and _holds_models(
+            CHECKOUT_CHECKPOINTS):
+        return CHECKOUT_CHECKPOINTS
+    return user_home() / "models"
+
+
+def models_folder_rule() -> str:
+    """How `models_folder` chooses, for help texts."""
+    return (f"${HOME_VARIABLE}/models when that is set, else a checkout's checkpoints/ when it holds "
+            f"models, else the per-user {user_home() / 'models'}; now {models_folder()}")
 
 
 def embedder_dir_name(choice: str) -> str:

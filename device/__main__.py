@@ -141,5 +141,10 @@ def main(argv: list[str] | None = None) -> int:
     return _COMMANDS[args.command](args)
 
 
+def cli(argv: list[str] | None = None) -> None:
+    """`python -m device` and `sketch-search phone`."""
+    run_command(lambda: main(argv), interrupted="interrupted: photos already copied are kept; sync again to finish")
+
+
 if __name__ == "__main__":
-    run_command(main, interrupted="interrupted: photos already copied are kept; sync again to finish")
+    cli()

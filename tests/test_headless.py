@@ -19,9 +19,9 @@ from tools.fixtures.tiny_checkpoints import write_tiny_checkpoints
 
 OURS = {"main", "main2", "sketch_search", "sketch", "captioning", "generation", "retrieval", "device",
         "checkpoints", "tools", "bench", "tests"}
-CAMERA_AND_PHONE = {"mediapipe", "cvzone", "ppadb"}  # pin numpy<2 / protobuf<5, or need adb
+CAMERA_AND_PHONE = {"mediapipe", "ppadb"}  # pin numpy<2 / protobuf<5, or need adb
 # Import name -> the distribution that provides it, where they differ.
-DISTRIBUTION = {"cv2": "opencv-python-headless", "PIL": "pillow", "pillow_heif": "pillow-heif",
+DISTRIBUTION = {"cv2": "opencv-contrib-python", "PIL": "pillow", "pillow_heif": "pillow-heif",
                 "faiss": "faiss-cpu", "skimage": "scikit-image", "huggingface_hub": "huggingface_hub"}
 
 
@@ -76,10 +76,10 @@ def headless_tests() -> list[Path]:
 def test_headless_requirements_keep_colab_s_own_torch_numpy_and_opencv():
     headless = requirement_names(ROOT / "requirements-headless.txt")
     assert not CAMERA_AND_PHONE & set(headless) and "pure-python-adb" not in headless
-    assert not {n for n in headless if n.startswith("opencv") and n != "opencv-python-headless"}
+    assert not {n for n in headless if n.startswith("opencv") and n != "opencv-contrib-python"}
     # No pin: pip keeps whatever torch and numpy are installed (Colab's CUDA torch, numpy 2).
     assert headless["torch"] == "" and headless["numpy"] == ""
-    assert headless["opencv-python-headless"] == ">=4.12"  # the first opencv built for numpy 2
+    assert headless["opencv-contrib-python"] == ">=4.12"  # the first opencv built for numpy 2
     # Everything main2.py imports (and what it imports, to the bottom) is in the list.
     # (torchvision only as sketch_search.app.compat's probe: never needed.)
     needed = {DISTRIBUTION.get(name, name).lower() for name in third_party_imports(ROOT / "main2.py")

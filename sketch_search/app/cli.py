@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from checkpoints.layout import models_folder_rule
 from retrieval.index_errors import WAYS_OUT, IndexFileError
 from sketch_search.app.settings import DEVICES, EMBEDDERS, PRECISIONS, Settings
 from sketch_search.common.errors import GalleryError, SketchSearchError
@@ -52,8 +53,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """The model flags every command that runs the route shares (main, main2, the evaluation)."""
     d = Settings()  # every default below is the dataclass's, so there is one of each
     parser.add_argument("--checkpoints", type=Path, default=d.checkpoints,
-                        help=f"folder holding the models (default {d.checkpoints}, the program's "
-                             "own checkpoints folder; fill it with `python -m checkpoints.fetch`)")
+                        help=f"folder holding the models (default: {models_folder_rule()}; fill it "
+                             "with `sketch-search fetch` or `python -m checkpoints.fetch`)")
     parser.add_argument("--device", choices=DEVICES, default=d.device,
                         help="where models run: auto picks CUDA, then Apple's MPS, then the CPU")
     parser.add_argument("--seed", type=int, default=d.seed,

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-from sketch_search.common.errors import MissingCheckpointError
+from sketch_search.common.errors import DeviceError
 
 
 def _mps_available() -> bool:
@@ -20,9 +20,9 @@ def pick_device(name: str = "auto") -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "mps" if _mps_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
-        raise MissingCheckpointError("--device cuda: no CUDA GPU is visible; use --device auto or cpu")
+        raise DeviceError("--device cuda: no CUDA GPU is visible; use --device auto or cpu")
     if name == "mps" and not _mps_available():
-        raise MissingCheckpointError("--device mps: Apple's MPS is not available; use --device auto or cpu")
+        raise DeviceError("--device mps: Apple's MPS is not available; use --device auto or cpu")
     return torch.device(name)
 
 

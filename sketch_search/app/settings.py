@@ -4,11 +4,11 @@ Plain data only: the UI imports this without importing torch.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from captioning.prompt import DEFAULT_TEMPLATE
-from checkpoints.layout import DEFAULT_CHECKPOINTS, DEFAULT_EMBEDDER, EMBEDDER_MODELS
+from checkpoints.layout import DEFAULT_EMBEDDER, EMBEDDER_MODELS, models_folder
 from generation import DEFAULT_GAMMA
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -18,7 +18,7 @@ EMBEDDERS = tuple(EMBEDDER_MODELS)  # DINOv2 sizes, then DINOv3 ViT-H+/16
 
 @dataclass(frozen=True)
 class Settings:
-    checkpoints: Path = DEFAULT_CHECKPOINTS  # the program's own checkpoints/ folder
+    checkpoints: Path = field(default_factory=models_folder)  # checkpoints.layout.models_folder's choice
     device: str = "auto"               # auto: CUDA, then Apple's MPS, then CPU
     embedder: str = DEFAULT_EMBEDDER   # DINOv2 size (small, base, large, giant) or dinov3-vith16plus
     captioner: str = "auto"            # auto (fine-tuned if present), stock, or a folder/file path

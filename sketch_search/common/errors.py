@@ -17,6 +17,10 @@ class CheckpointFormatError(SketchSearchError):
     """A model file exists but does not fit the architecture (e.g. a foreign LoRA file)."""
 
 
+class DeviceError(SketchSearchError):
+    """The device asked for (--device cuda, mps) is not there."""
+
+
 class BlankSketchError(SketchSearchError):
     """The sketch has no strokes."""
 
