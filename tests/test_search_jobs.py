@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from retrieval.index_errors import IndexFileError
 from sketch_search.app.events import EventLog
 from sketch_search.app.search_answers import SaveAnswers
 from sketch_search.app.search_board import SearchBoard
 from sketch_search.app.search_jobs import JobRunner
 from sketch_search.app.search_presenter import Presenter
-from sketch_search.app.search_scheduler import FullRun, Refuse, Save, SearchScheduler, Warmup
+from sketch_search.app.search_scheduler import FullRun, Refuse, Save, SearchScheduler, StartIndex, Warmup
 from sketch_search.common.cancel import Cancelled
 from sketch_search.common.errors import MissingCheckpointError, SketchSearchError
 
@@ -82,3 +83,26 @@ def test_without_models_the_status_says_why_and_a_save_is_refused():
     assert isinstance(job, Refuse)
     jobs.carry_out(job)
     assert [o.error for o in board.take()] == ["model files missing"] and board.failures == 1
+
+
+class _BrokenIndex(_Backend):
+    """A gallery whose index file cannot be used (damaged, say)."""
+
+    def start_index(self, gallery):
+        raise IndexFileError("the gallery index /g/.sketch-search/index.sqlite is damaged", ("rebuild", "elsewhere"))
+
+
+def test_an_unusable_index_says_its_ways_out_as_the_window_programs_flags():
+    backend = _BrokenIndex(SketchSearchError("unused"))
+    scheduler = SearchScheduler(indexing=True)
+    board = SearchBoard(scheduler, gallery=True)
+    events, presenter = EventLog(), Presenter()
+    jobs = JobRunner(backend, scheduler, board, presenter, SaveAnswers(backend, presenter, events), events,
+                     gallery=Path("/g"))
+    assert jobs.load_models()
+    job = scheduler.next_job(0.0)
+    assert isinstance(job, StartIndex)
+    jobs.carry_out(job)
+    line, error = board.status_line(0.0)
+    assert error and "is damaged" in line
+    assert "--rebuild-index" in line and "--index" in line

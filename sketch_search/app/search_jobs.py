@@ -17,8 +17,10 @@ from typing import Any, Protocol
 
 from PIL import Image
 
+from retrieval.index_errors import IndexFileError
 from sketch import overlay
 from sketch_search.app import search_scheduler as jobs
+from sketch_search.app.cli import index_error_with_flags
 from sketch_search.app.events import EventLog
 from sketch_search.app.outputs import png_bytes
 from sketch_search.app.search_answers import Answer, Finished, SaveAnswers, SearchOutcome, listed
@@ -157,6 +159,8 @@ class JobRunner:
             log.info("search: gallery indexed: %d photos", progress.searched)
 
     def _index_failed(self, exc: SketchSearchError) -> None:
+        if isinstance(exc, IndexFileError):  # the window's way out is main.py's flags, as main2's
+            exc = index_error_with_flags(exc)
         with self.lock:
             self.scheduler.index_failed()
         log.error("indexing stopped: %s", exc)
