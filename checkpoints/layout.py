@@ -29,7 +29,7 @@ LORA_FILE = "sketch_to_image_stochastic_lora.pkl"
 LORA_URL = "https://www.cs.cmu.edu/~img2img-turbo/models/sketch_to_image_stochastic_lora.pkl"
 LORA_OLD_FILES = ("sketch_to_image_stochastic.pkl",)  # what earlier versions saved; still accepted
 
-# DINOv2 sizes offered by --embedder. There is no ViT-H/16 DINOv2 (see README).
+# DINOv2 sizes offered by --embedder. There is no ViT-H/16 DINOv2 (see docs/models.md).
 DINOV2 = {
     "small": "facebook/dinov2-small",
     "base": "facebook/dinov2-base",
