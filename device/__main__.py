@@ -1,4 +1,4 @@
-"""`python -m device list|sync|show|connect|pair`: the phone from the terminal."""
+"""`python -m device list|sync|show|connect|pair` (`sketch-search phone ...`): the phone from the terminal."""
 from __future__ import annotations
 
 import argparse
@@ -11,6 +11,7 @@ from device.phone_sync import DEFAULT_FOLDERS, sync_phone
 from device.show_on_phone import show_on_phone
 from device.wireless import connect_phone, pair_phone
 from sketch_search.common.command import run_command, setup_logging
+from sketch_search.common.commands_named import Program, named, usage_name
 from sketch_search.common.errors import GalleryError
 
 
@@ -32,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
                             help="log what each step does")
 
     parser = argparse.ArgumentParser(
-        prog="python -m device", description="The phone over ADB: copy its photos into a gallery "
+        prog=usage_name(Program.PHONE), description="The phone over ADB: copy its photos into a gallery "
         "folder, show one of them on it, connect to it over Wi-Fi.")
     shared(parser, DEFAULT_ADB_PORT, False)
     common = argparse.ArgumentParser(add_help=False)
@@ -126,7 +127,7 @@ def _run_connect(args: argparse.Namespace) -> int:
 
 def _run_pair(args: argparse.Namespace) -> int:
     print(pair_phone(args.address, args.code, args.adb_port))
-    print("next: connect HOST:PORT, with the address and port shown under Wireless debugging "
+    print(f"next: {named(Program.PHONE, 'connect')} HOST:PORT, with the address and port shown under Wireless debugging "
           "(not the pairing port)")
     return 0
 

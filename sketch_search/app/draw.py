@@ -1,4 +1,5 @@
-"""Draw in the air, find the photo: `python main.py [--source 0|VIDEO] [--gallery DIR] ...`
+"""Draw in the air, find the photo: `sketch-search draw [--source 0|VIDEO] [--gallery DIR] ...`
+(`python main.py ...` from a checkout).
 
 A window shows the mirrored webcam image with the canvas over it. Fingers pick the tool
 (2 black, 3 green, 4 red, 5 eraser, fist or no hand: pen up) and the index fingertip draws;
@@ -32,6 +33,7 @@ import sys
 from pathlib import Path
 
 from sketch_search.app.bootstrap import bootstrap
+from sketch_search.common.commands_named import Program, usage_name
 
 DEFAULT_GALLERY = Path("~/sketch-gallery")
 INTERRUPTED = "interrupted: saved sketches and their results are in --sketch-dir"
@@ -52,11 +54,10 @@ def _seconds(text: str) -> float:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    from device.phone_sync import DEFAULT_ADB_PORT, DEFAULT_FOLDERS
-    from sketch_search.app.air_canvas import LIVE_MODES, PAUSE_SECONDS
-    from sketch_search.app.cli import add_gallery_arguments, add_model_arguments, positive_int
+    from sketch_search.app.cli import add_gallery_arguments, add_model_arguments
 
     parser = argparse.ArgumentParser(
+        prog=usage_name(Program.DRAW),
         description="Draw a sketch in the air in front of a webcam and find the photos in your "
                     "gallery that look like it.")
     parser.add_argument("--source", type=_source, default=0,
@@ -64,6 +65,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "file to use instead (shown as it is; the program ends with it)")
     add_gallery_arguments(parser)
     add_model_arguments(parser)
+    _add_run_arguments(parser)
+    _add_phone_arguments(parser)
+    parser.add_argument("--screenshot", type=Path, default=None,
+                        help="at exit, save the window's last picture to this .png/.jpg file")
+    args = parser.parse_args(argv)
+    if args.screenshot and args.screenshot.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+        parser.error("--screenshot: give a file name ending in .png or .jpg")
+    return args
+
+
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The window, saving and live-search flags."""
+    from sketch_search.app.air_canvas import LIVE_MODES, PAUSE_SECONDS
+    from sketch_search.app.cli import positive_int
+
     parser.add_argument("--no-window", dest="window", action="store_false",
                         help="show nothing (headless); saves still write their files")
     parser.add_argument("--no-search", dest="search", action="store_false",
@@ -83,6 +99,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--events", type=Path, default=None,
                         help="write one JSON line per event (preview, speculate, cancel, save, "
                              "results, command, controls) to this file")
+
+
+def _add_phone_arguments(parser: argparse.ArgumentParser) -> None:
+    """The phone group: photos pulled over ADB at start-up."""
+    from device.phone_sync import DEFAULT_ADB_PORT, DEFAULT_FOLDERS
+    from sketch_search.app.cli import positive_int
+
     phone = parser.add_argument_group(
         "phone", "at start-up, new photos are pulled over ADB from a connected phone into the "
                  "gallery (default ~/sketch-gallery) while the window runs")
@@ -93,12 +116,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                        help="phone folders under /sdcard to pull (default DCIM/Camera)")
     phone.add_argument("--adb-port", type=positive_int, default=DEFAULT_ADB_PORT,
                        help="the adb server's port (default 5037)")
-    parser.add_argument("--screenshot", type=Path, default=None,
-                        help="at exit, save the window's last picture to this .png/.jpg file")
-    args = parser.parse_args(argv)
-    if args.screenshot and args.screenshot.suffix.lower() not in (".png", ".jpg", ".jpeg"):
-        parser.error("--screenshot: give a file name ending in .png or .jpg")
-    return args
 
 
 def _check_display() -> None:
@@ -157,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cli(argv: list[str] | None = None) -> None:
-    """The air canvas command: set-up before imports, the run, and the one way out.
+    """The air canvas command (`python main.py`, `sketch-search draw`): set-up before imports,
+    the run, and the one way out.
 
     Exits with the run's status (2 for a user error, 130 on Ctrl+C, 143 on SIGTERM). When the
     search thread could not be stopped, this is the one place that ends the process hard.
@@ -178,6 +196,3 @@ def cli(argv: list[str] | None = None) -> None:
             hard_exit(status_of(done))
         raise
 
-
-if __name__ == "__main__":
-    cli()

@@ -1,4 +1,5 @@
-"""Headless sketch search: `python main2.py --image_path sketch.png --gallery DIR`.
+"""Headless sketch search: `sketch-search find --image_path sketch.png --gallery DIR`
+(`python main2.py ...` from a checkout).
 
 Prints the caption, prompt, generated image and the top-k photos with cosine scores; writes a
 results grid (and, with --json, the same as JSON). Several sketches (--image_path repeated, or a
@@ -28,6 +29,7 @@ from sketch_search.app.outputs import (
     write_json,
 )
 from sketch_search.common.command import run_command, setup_logging
+from sketch_search.common.commands_named import Program, usage_name
 from sketch_search.common.errors import BlankSketchError, NotAnImageError
 from sketch_search.common.files import PHOTO_EXTENSIONS, is_photo_name
 from sketch_search.common.names import display_name
@@ -38,6 +40,7 @@ INTERRUPTED = "interrupted: what was indexed is kept; run again to resume"
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
+        prog=usage_name(Program.FIND),
         description="Find the photos in a gallery that look like a sketch: caption it (BLIP), "
                     "turn it into a photo-like image (pix2pix-turbo), compare that image with "
                     "every photo (DINOv2, cosine similarity).")
@@ -153,6 +156,3 @@ def cli(argv: list[str] | None = None) -> None:
     """The command (`python main2.py`, `sketch-search find`)."""
     run_command(lambda: main(argv), interrupted=INTERRUPTED)
 
-
-if __name__ == "__main__":
-    cli()
