@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 from transformers import BlipConfig, BlipForConditionalGeneration, BlipProcessor
 
+from sketch_search.common.commands_named import Program, named
 from sketch_search.common.errors import CheckpointFormatError
 from sketch_search.common.model_files import check_model_folder, load_model_folder
 
@@ -82,7 +83,7 @@ def _model_for_state(base: str | Path, state: dict[str, torch.Tensor], source: P
     except (OSError, ValueError) as exc:
         raise CheckpointFormatError(
             f"{base}: no BLIP configuration to load {source} into ({type(exc).__name__}); "
-            f"fetch the models with `python -m checkpoints.fetch`") from exc
+            f"fetch the models with `{named(Program.FETCH)}`") from exc
     untied = _untied_pairs(state)
     if untied:
         config = copy.deepcopy(config)

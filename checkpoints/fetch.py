@@ -17,6 +17,7 @@ from pathlib import Path
 
 from checkpoints import layout
 from sketch_search.common.command import exit_status, run_command, setup_logging
+from sketch_search.common.commands_named import Program, usage_name
 from sketch_search.common.errors import SketchSearchError
 
 log = logging.getLogger(__name__)
@@ -119,7 +120,8 @@ def fetch_all(checkpoints: Path, embedders: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Download the models sketch search needs.")
+    parser = argparse.ArgumentParser(prog=usage_name(Program.FETCH),
+                                     description="Download the models sketch search needs.")
     parser.add_argument("--checkpoints", type=Path, default=None,
                         help=f"where to put them (default: {layout.models_folder_rule()})")
     parser.add_argument("--embedder", nargs="+", choices=[*layout.EMBEDDER_MODELS, "all"],

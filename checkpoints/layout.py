@@ -9,10 +9,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from sketch_search.common.commands_named import Program, named
 from sketch_search.common.errors import CheckpointFormatError, MissingCheckpointError
 from sketch_search.common.home import HOME_VARIABLE, user_home
 
-FETCH_COMMAND = "python -m checkpoints.fetch"
 # This package's own folder: the models folder of a checkout that holds models (the seed's way).
 CHECKOUT_CHECKPOINTS = Path(__file__).resolve().parent
 
@@ -203,11 +203,11 @@ def require(sources: list[ModelSource]) -> None:
         if wrong:
             raise CheckpointFormatError(
                 f"{source.local}: holds {wrong}, not the {source.name} ({source.model_type}); put the "
-                f"right model there (`{FETCH_COMMAND}`) or pass --checkpoints DIR")
+                f"right model there (`{named(Program.FETCH)}`) or pass --checkpoints DIR")
     missing = [p for s in sources for p in s.missing_files()]
     if missing:
         shown = ", ".join(str(p) for p in missing[:4])
         more = f" (and {len(missing) - 4} more)" if len(missing) > 4 else ""
         raise MissingCheckpointError(
-            f"model files missing: {shown}{more}; download them with `{FETCH_COMMAND}`"
+            f"model files missing: {shown}{more}; download them with `{named(Program.FETCH)}`"
             f" (or pass --checkpoints DIR)")

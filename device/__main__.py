@@ -1,4 +1,4 @@
-"""`python -m device list|sync|show|connect|pair`: the phone from the terminal."""
+"""`python -m device list|sync|show|connect|pair` (`sketch-search phone ...`): the phone from the terminal."""
 from __future__ import annotations
 
 import argparse
@@ -11,6 +11,7 @@ from device.phone_sync import DEFAULT_FOLDERS, sync_phone
 from device.show_on_phone import show_on_phone
 from device.wireless import connect_phone, pair_phone
 from sketch_search.common.command import run_command, setup_logging
+from sketch_search.common.commands_named import Program, named, usage_name
 from sketch_search.common.errors import GalleryError
 
 
@@ -22,23 +23,30 @@ def _port(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    # The shared options are accepted before or after the command (`sync --adb-port 5038`);
-    # after it they default to SUPPRESS so they never overwrite a value given before it.
-    def shared(parser: argparse.ArgumentParser, default_port, default_verbose) -> None:
-        parser.add_argument("--adb-port", type=_port, default=default_port,
-                            help=f"port of the adb server (default {DEFAULT_ADB_PORT}; started "
-                                 "when not running)")
-        parser.add_argument("-v", "--verbose", action="store_true", default=default_verbose,
-                            help="log what each step does")
-
     parser = argparse.ArgumentParser(
-        prog="python -m device", description="The phone over ADB: copy its photos into a gallery "
+        prog=usage_name(Program.PHONE), description="The phone over ADB: copy its photos into a gallery "
         "folder, show one of them on it, connect to it over Wi-Fi.")
-    shared(parser, DEFAULT_ADB_PORT, False)
+    _shared(parser, DEFAULT_ADB_PORT, False)
     common = argparse.ArgumentParser(add_help=False)
-    shared(common, argparse.SUPPRESS, argparse.SUPPRESS)
+    _shared(common, argparse.SUPPRESS, argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", required=True)
+    _add_list_and_sync(commands, common)
+    _add_show(commands, common)
+    _add_connect_and_pair(commands, common)
+    return parser
 
+
+def _shared(parser: argparse.ArgumentParser, default_port, default_verbose) -> None:
+    """The shared options, accepted before or after the command (`sync --adb-port 5038`); after
+    it they default to SUPPRESS so they never overwrite a value given before it."""
+    parser.add_argument("--adb-port", type=_port, default=default_port,
+                        help=f"port of the adb server (default {DEFAULT_ADB_PORT}; started "
+                             "when not running)")
+    parser.add_argument("-v", "--verbose", action="store_true", default=default_verbose,
+                        help="log what each step does")
+
+
+def _add_list_and_sync(commands, common: argparse.ArgumentParser) -> None:
     listing = commands.add_parser("list", parents=[common],
                                   help="show connected phones, their state and model")
     listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -57,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--timeout", type=float, default=30.0,
                       help="seconds to wait for the phone before giving up (default 30)")
 
+
+def _add_show(commands, common: argparse.ArgumentParser) -> None:
     show = commands.add_parser("show", parents=[common],
                                help="open a synced photo in the phone's own gallery viewer")
     show.add_argument("path", type=Path, help="the photo, in the gallery folder")
@@ -66,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--timeout", type=float, default=5.0,
                       help="seconds to wait for each answer of the phone (default 5)")
 
+
+def _add_connect_and_pair(commands, common: argparse.ArgumentParser) -> None:
     connect = commands.add_parser("connect", parents=[common],
                                   help="connect to a phone over Wi-Fi (wireless debugging)")
     connect.add_argument("address", metavar="HOST:PORT",
@@ -76,7 +88,6 @@ def build_parser() -> argparse.ArgumentParser:
     pair.add_argument("address", metavar="HOST:PORT",
                       help="the address & port of the phone's 'Pair device with pairing code'")
     pair.add_argument("code", help="the six-digit pairing code it shows")
-    return parser
 
 
 def _run_list(args: argparse.Namespace) -> int:
@@ -126,7 +137,7 @@ def _run_connect(args: argparse.Namespace) -> int:
 
 def _run_pair(args: argparse.Namespace) -> int:
     print(pair_phone(args.address, args.code, args.adb_port))
-    print("next: connect HOST:PORT, with the address and port shown under Wireless debugging "
+    print(f"next: {named(Program.PHONE, 'connect')} HOST:PORT, with the address and port shown under Wireless debugging "
           "(not the pairing port)")
     return 0
 

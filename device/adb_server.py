@@ -16,6 +16,7 @@ from ppadb.client import Client
 from ppadb.device import Device
 
 from device.phone_errors import PhoneConnectionLost, PhoneError
+from sketch_search.common.commands_named import Program, named
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +131,7 @@ def choose_phone(client: Client, serial: str | None = None) -> tuple[Device, Pho
         if not matches:
             seen = ", ".join(p.serial for p in phones) or "none"
             raise PhoneError(f"no phone with serial {serial} is connected (connected: {seen}); "
-                             "check the cable and `python -m device list`")
+                             f"check the cable and `{named(Program.PHONE, 'list')}`")
         phone = matches[0]
     elif not phones:
         raise PhoneError("no phone found: connect the Galaxy by USB, turn on USB debugging "

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from sketch_search.common.commands_named import Program, named
 from sketch_search.common.errors import CheckpointFormatError, MissingCheckpointError
 
 log = logging.getLogger(__name__)
@@ -133,7 +134,7 @@ def load_lora_file(path: str | Path) -> LoraFile:
     path = Path(path).expanduser()
     if not path.is_file():
         raise MissingCheckpointError(
-            f"{path}: the pix2pix-turbo LoRA file is missing; fetch it with `python -m checkpoints.fetch`")
+            f"{path}: the pix2pix-turbo LoRA file is missing; fetch it with `{named(Program.FETCH)}`")
     try:
         # The authors' file holds only ints, lists of str and dicts of tensors: the safe loader reads it.
         data = torch.load(path, map_location="cpu", weights_only=True)

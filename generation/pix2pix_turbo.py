@@ -35,6 +35,7 @@ from transformers import CLIPTextModel, CLIPTokenizer
 from generation import DEFAULT_GAMMA
 from generation.lora_file import LoraFile, canonical_key, load_lora_file, map_state_dict, unet_file_key, vae_file_key
 from sketch_search.common.cancel import CancelCheck, check, checked_modules
+from sketch_search.common.commands_named import Program, named
 from sketch_search.common.errors import MissingCheckpointError
 from sketch_search.common.model_files import load_model_folder
 
@@ -201,7 +202,7 @@ def _load(component: type, source: str | Path, subfolder: str, **kwargs):
     except (OSError, ValueError) as exc:
         raise MissingCheckpointError(
             f"{source}: cannot load SD-Turbo's {subfolder} ({type(exc).__name__}: {str(exc).splitlines()[0]}); "
-            f"fetch the models with `python -m checkpoints.fetch`") from exc
+            f"fetch the models with `{named(Program.FETCH)}`") from exc
 
 
 def _check_gamma(gamma: float) -> float:

@@ -20,7 +20,8 @@ from PIL import Image
 from transformers import AutoImageProcessor, Dinov2Model, DINOv3ViTModel
 from transformers.utils import cached_file
 
-from checkpoints.layout import DINOV2_TYPE, DINOV3_TYPE, FETCH_COMMAND, family_of_dir_name
+from checkpoints.layout import DINOV2_TYPE, DINOV3_TYPE, family_of_dir_name
+from sketch_search.common.commands_named import Program, named
 from sketch_search.common.errors import CheckpointFormatError, MissingCheckpointError
 from sketch_search.common.model_files import load_model_folder, read_config
 
@@ -142,7 +143,7 @@ class DinoEmbedder:
         except OSError as exc:
             raise MissingCheckpointError(
                 f"cannot load {what}'s preprocessing from {source} ({str(exc).splitlines()[0]}); "
-                f"download it with `{FETCH_COMMAND}` or pass --checkpoints DIR") from exc
+                f"download it with `{named(Program.FETCH)}` or pass --checkpoints DIR") from exc
         model.to(device)
         embedder = cls(model, processor, model_fingerprint(folder, family),
                        name or Path(source.rstrip("/")).name, device)

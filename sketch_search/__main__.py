@@ -1,13 +1,16 @@
 """`sketch-search`: the installed command, one subcommand per program.
 
-    sketch-search draw  [...]   the air canvas (main.py; needs the camera extra, a phone optional)
-    sketch-search find  [...]   the headless search (main2.py)
+    sketch-search draw  [...]   the air canvas (sketch_search/app/draw.py; needs the camera extra,
+                                a phone optional; `python main.py` from a checkout)
+    sketch-search find  [...]   the headless search (sketch_search/app/find.py; `python main2.py`)
     sketch-search phone [...]   the phone over ADB (`python -m device`: list, sync, show, ...)
     sketch-search fetch [...]   download the models (`python -m checkpoints.fetch`)
 
 Each subcommand is its program's own command line, flags, exit codes and all: the rest of argv
-goes to it unchanged. A subcommand's module is imported only when it runs, so `find` never
-imports MediaPipe and `--help` imports nothing heavy. Also `python -m sketch_search`.
+goes to it unchanged, and it runs inside `running_as(Form.COMMAND)`, so its usage line says
+`sketch-search NAME` and its hints name `sketch-search` commands (sys.argv is left as it is). A
+subcommand's module is imported only when it runs, so `find` never imports MediaPipe and `--help`
+imports nothing heavy. Also `python -m sketch_search`.
 """
 from __future__ import annotations
 
@@ -15,16 +18,17 @@ import argparse
 import sys
 
 from sketch_search import __version__
+from sketch_search.common.commands_named import COMMAND, Form, Program, running_as
 
 
 def _draw(argv: list[str]) -> None:
-    import main
-    main.cli(argv)
+    from sketch_search.app import draw
+    draw.cli(argv)
 
 
 def _find(argv: list[str]) -> None:
-    import main2
-    main2.cli(argv)
+    from sketch_search.app import find
+    find.cli(argv)
 
 
 def _phone(argv: list[str]) -> None:
@@ -39,17 +43,17 @@ def _fetch(argv: list[str]) -> None:
 
 # name -> (what runs it, what it does). Each `cli(argv)` runs its program and exits with its status.
 SUBCOMMANDS = {
-    "draw": (_draw, "draw a sketch in the air in front of a webcam and search the gallery "
-                    "(python main.py)"),
-    "find": (_find, "search a gallery for a saved sketch, headless (python main2.py)"),
-    "phone": (_phone, "the phone over ADB: list, sync, show, ... (python -m device)"),
-    "fetch": (_fetch, "download the models (python -m checkpoints.fetch)"),
+    Program.DRAW.value: (_draw, "draw a sketch in the air in front of a webcam and search the "
+                                "gallery (python main.py)"),
+    Program.FIND.value: (_find, "search a gallery for a saved sketch, headless (python main2.py)"),
+    Program.PHONE.value: (_phone, "the phone over ADB: list, sync, show, ... (python -m device)"),
+    Program.FETCH.value: (_fetch, "download the models (python -m checkpoints.fetch)"),
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="sketch-search",
+        prog=COMMAND,
         description="Find a photo in your gallery by drawing it. `sketch-search COMMAND --help` "
                     "gives each command's flags.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -65,8 +69,8 @@ def main(argv: list[str] | None = None) -> None:
         build_parser().parse_args(argv)  # --help, --version, or one line and exit 2
         return
     name, rest = argv[0], argv[1:]
-    sys.argv = [f"sketch-search {name}", *rest]  # the subcommand's usage line names itself
-    SUBCOMMANDS[name][0](rest)
+    with running_as(Form.COMMAND):  # its parser's prog and every hint name `sketch-search NAME`
+        SUBCOMMANDS[name][0](rest)
 
 
 if __name__ == "__main__":

@@ -47,6 +47,7 @@ SLOW_TESTS = {
     "test_structure.py::test_the_window_loop_and_sketch_never_import_torch",
     "test_structure.py::test_missing_models_are_reported_before_torch_loads",
     "test_docs.py::test_every_flag_of_the_programs_is_documented",  # runs each program's --help
+    "test_sketch_search_command.py::test_installed_hints_name_sketch_search_and_a_checkout_s_name_its_own_form",
 }
 # detections: test_gestures runs MediaPipe over every real hand photo (about 40 s here).
 SLOW_FIXTURES = {"adb", "tiny_checkpoints", "detections"}

@@ -202,9 +202,9 @@ def test_readme_states_the_download_where_the_set_up_command_is():
 
 
 def test_readme_states_main2_s_gallery_and_index_defaults_as_they_are():
-    import main2
     from checkpoints.layout import embedder_dir_name
     from retrieval.index import default_index_path
+    from sketch_search.app import find as main2
     from sketch_search.app.settings import Settings
     text = readme("docs/headless-search.md")
     with pytest.raises(SystemExit):  # no default gallery: required

@@ -23,10 +23,10 @@ import pytest
 import skimage.data
 from PIL import Image, ImageDraw
 
-import main2
 from retrieval.embedder import DinoEmbedder
 from retrieval.images import load_image
 from retrieval.index import GalleryIndex
+from sketch_search.app import find as main2
 from sketch_search.app.results_grid import render_results_grid
 from sketch_search.common.command import exit_status
 from sketch_search.common.errors import GalleryError, NotAnImageError

@@ -13,8 +13,8 @@ import pytest
 from PIL import Image, ImageDraw
 from skimage import data as photos
 
-import main2
 from captioning.prompt import build_prompt
+from sketch_search.app import find as main2
 from tests.conftest import ROOT
 from tools.fixtures.tiny_checkpoints import write_tiny_checkpoints
 

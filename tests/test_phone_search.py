@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 from skimage import data as photos
 
-import main2
 from device.phone_sync import sync_phone
+from sketch_search.app import find as main2
 from tools.fixtures.fake_phone import AdbServer, FakePhone
 from tools.fixtures.tiny_checkpoints import write_tiny_checkpoints
 

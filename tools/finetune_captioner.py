@@ -41,6 +41,7 @@ from sketch_search.app.cli import quiet_model_libraries
 from sketch_search.app.precision import TRAINING_PRECISIONS as PRECISIONS
 from sketch_search.app.precision import pick_device, training_autocast
 from sketch_search.common.command import run_command, setup_logging
+from sketch_search.common.commands_named import Program, named
 from sketch_search.common.errors import DatasetError, MissingCheckpointError, SketchSearchError
 from tools.caption_data import CaptionPairs, load_hub_dataset, load_imagefolder
 from tools.training_state import Progress, load_state, read_progress, save_state, state_dir
@@ -181,7 +182,7 @@ def load_base(base: str | Path) -> tuple[BlipForConditionalGeneration, BlipProce
         source = str(Path(source).expanduser())
     elif source == str(DEFAULT_BASE) or "/" not in source or source.startswith((".", "/", "~")):
         raise MissingCheckpointError(
-            f"--base {base}: no such folder; download BLIP with `{layout.FETCH_COMMAND}` or pass "
+            f"--base {base}: no such folder; download BLIP with `{named(Program.FETCH)}` or pass "
             f"--base {layout.BLIP_BASE[0]} to load it from the hub")
     try:
         model = BlipForConditionalGeneration.from_pretrained(source, dtype=torch.float32)

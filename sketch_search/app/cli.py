@@ -9,6 +9,7 @@ from pathlib import Path
 from checkpoints.layout import models_folder_rule
 from retrieval.index_errors import WAYS_OUT, IndexFileError
 from sketch_search.app.settings import DEVICES, EMBEDDERS, PRECISIONS, Settings
+from sketch_search.common.commands_named import Program, named
 from sketch_search.common.errors import GalleryError, SketchSearchError
 
 # The index's ways out (retrieval.index_errors) as this command line offers them.
@@ -54,7 +55,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     d = Settings()  # every default below is the dataclass's, so there is one of each
     parser.add_argument("--checkpoints", type=Path, default=d.checkpoints,
                         help=f"folder holding the models (default: {models_folder_rule()}; fill it "
-                             "with `sketch-search fetch` or `python -m checkpoints.fetch`)")
+                             f"with `{named(Program.FETCH)}`)")
     parser.add_argument("--device", choices=DEVICES, default=d.device,
                         help="where models run: auto picks CUDA, then Apple's MPS, then the CPU")
     parser.add_argument("--seed", type=int, default=d.seed,

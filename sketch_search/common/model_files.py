@@ -15,6 +15,7 @@ import pickle
 from collections.abc import Iterable
 from pathlib import Path
 
+from sketch_search.common.commands_named import Program, named
 from sketch_search.common.errors import CheckpointFormatError, MissingCheckpointError
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ def read_config(folder: Path) -> dict:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CheckpointFormatError(
             f"{folder}: config.json is unreadable ({type(exc).__name__}); fetch the model again "
-            f"(python -m checkpoints.fetch)") from exc
+            f"({named(Program.FETCH)})") from exc
     if not isinstance(config, dict):
         raise CheckpointFormatError(f"{folder}: config.json holds no model configuration")
     return config
@@ -57,9 +58,9 @@ def _reason(exc: BaseException) -> str:
                 "replace it with the model's model.safetensors")
     first = (str(exc).splitlines() or [""])[0].strip()[:120]
     if type(exc).__name__ == "SafetensorError" or isinstance(exc, EOFError):
-        return f"its weight file is truncated or damaged ({first}); fetch it again (python -m checkpoints.fetch)"
+        return f"its weight file is truncated or damaged ({first}); fetch it again ({named(Program.FETCH)})"
     return (f"its files cannot be loaded ({type(exc).__name__}: {first}); fetch the model again "
-            f"(python -m checkpoints.fetch)")
+            f"({named(Program.FETCH)})")
 
 
 def check_model_folder(source: str | Path, what: str, kinds: Iterable[str],
@@ -73,16 +74,16 @@ def check_model_folder(source: str | Path, what: str, kinds: Iterable[str],
     if not (folder / "config.json").is_file():
         raise MissingCheckpointError(
             f"{folder}: no {what} model here (config.json is missing); fetch the models with "
-            f"`python -m checkpoints.fetch` or pass --checkpoints DIR")
+            f"`{named(Program.FETCH)}` or pass --checkpoints DIR")
     kind = _kind(read_config(folder))
     if kinds and kind not in kinds:
         raise CheckpointFormatError(
             f"{folder}: holds a {kind} model, not {what} ({' or '.join(kinds)}); put the right "
-            f"model there (python -m checkpoints.fetch) or point --checkpoints elsewhere")
+            f"model there ({named(Program.FETCH)}) or point --checkpoints elsewhere")
     if not any((folder / name).is_file() for name in _WEIGHT_FILES):
         raise MissingCheckpointError(
             f"{folder}: {what} has no weight file (model.safetensors); fetch it with "
-            f"`python -m checkpoints.fetch`")
+            f"`{named(Program.FETCH)}`")
     return folder
 
 
@@ -105,7 +106,7 @@ def load_model_folder(cls, source: str | Path, what: str, kinds: Iterable[str], 
         if folder is None and isinstance(exc, OSError):
             raise MissingCheckpointError(
                 f"cannot load {what} from {shown} ({str(exc).splitlines()[0][:120]}); download it "
-                f"with `python -m checkpoints.fetch` or pass --checkpoints DIR") from exc
+                f"with `{named(Program.FETCH)}` or pass --checkpoints DIR") from exc
         if not _damaged(exc):
             raise
         raise CheckpointFormatError(f"{shown}: {what} not loaded: {_reason(exc)}") from exc
@@ -121,7 +122,7 @@ def load_model_folder(cls, source: str | Path, what: str, kinds: Iterable[str], 
         raise CheckpointFormatError(
             f"{shown}: {what}'s weights leave {len(missing) + len(mismatched)} tensors at random "
             f"(e.g. {example!r} {'missing' if missing else 'of another shape'}); the folder holds "
-            f"another or an incomplete model: fetch it again (python -m checkpoints.fetch)")
+            f"another or an incomplete model: fetch it again ({named(Program.FETCH)})")
     unexpected = list(info.get("unexpected_keys", ()))
     if unexpected:
         log.info("%s: %d weights that %s does not use (e.g. %s)", shown, len(unexpected), what, unexpected[0])
