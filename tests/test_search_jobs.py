@@ -4,10 +4,15 @@ The worker (not started) carries each job out with its runner and applies the ou
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
 
 from retrieval.index_errors import IndexFileError
+from sketch.overlay import LIVE_LABEL, ResultsView
 from sketch_search.app.events import EventLog
-from sketch_search.app.search_jobs import IndexFailed, RunFailed
+from sketch_search.app.search_answers import Finished
+from sketch_search.app.search_jobs import IndexFailed, Loaded, RunFailed, RunFinished, WarmedUp
 from sketch_search.app.search_scheduler import (
     FullRun,
     IndexState,
@@ -17,6 +22,7 @@ from sketch_search.app.search_scheduler import (
     StartIndex,
     Warmup,
 )
+from sketch_search.app.search_state import SearchState
 from sketch_search.app.search_worker import SearchWorker
 from sketch_search.common.cancel import Cancelled
 from sketch_search.common.errors import MissingCheckpointError, SketchSearchError
@@ -122,3 +128,25 @@ def test_the_runner_returns_what_happened_and_changes_no_shared_state():
     outcome = worker.runner.carry_out(job)
     assert outcome == RunFailed(job.run, "the caption model broke")
     assert scheduler.pending == 1 and worker.failures == 0 and worker.finished() == []
+
+
+def test_a_run_ahead_is_shown_live_only_in_the_full_live_mode_and_the_status_says_what_to_do():
+    """Applying a finished run ahead (no save yet) is the worker's state's decision: with --live
+    full it is posted as the live route, marked live; with previews it only waits for a save."""
+    view = ResultsView(sketch=np.zeros((4, 4, 3), np.uint8), generated=None, caption="a cat", seconds=2.5)
+    shown = {}
+    for live in ("full", "preview"):
+        state = SearchState(gallery=False, live=live)
+        assert state.apply(Loaded(None)) == []
+        assert isinstance(state.scheduler.next_job(0.0), Warmup)
+        state.apply(WarmedUp({"captioning": 1.0}))
+        assert state.scheduler.speculate("image", "a")
+        run = state.scheduler.next_job(0.0).run
+        finished = Finished(SimpleNamespace(timings={"generating": 2.0}), b"png", view, True, 0)
+        assert state.apply(RunFinished(run, finished)) == []   # no save to deliver to
+        assert state.scheduler.run_now is None and state.scheduler.ahead_done
+        shown[live] = (state.board.take(), state.status_line(0.0))
+    [outcome] = shown["full"][0]
+    assert outcome.live and outcome.sketch_path is None and outcome.view.label == LIVE_LABEL
+    assert shown["full"][1] == ("results ready ahead (2.5 s): hold the save gesture to keep them", False)
+    assert shown["preview"] == ([], ("results ready ahead (2.5 s): hold the save gesture to see them", False))

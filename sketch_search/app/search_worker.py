@@ -60,7 +60,7 @@ class SearchWorker:
         self._state = SearchState(gallery is not None, live)
         self.scheduler = self._state.scheduler
         self.time_left = self._state.board.time_left
-        self.runner = JobRunner(search, _Progress(self), self.events, gallery, slice_seconds)
+        self.runner = JobRunner(search, _Progress(self._lock, self._state), self.events, gallery, slice_seconds)
         self._thread = threading.Thread(target=self._run, name="sketch-search", daemon=True)
 
     # -- the loop's side ------------------------------------------------------------------------
@@ -198,25 +198,28 @@ class SearchWorker:
         return None
 
 class _Progress:
-    """What a running job tells the worker, and asks it: each under the worker's lock."""
+    """What a running job tells the worker's state, and asks it: each under the worker's lock."""
 
-    def __init__(self, worker: SearchWorker):
-        self._worker = worker
+    def __init__(self, lock: threading.Condition, state: SearchState):
+        self._lock, self._state = lock, state
 
     def say(self, text: str | None) -> None:
-        self._worker._tell(lambda: self._worker._state.board.say(text))
+        with self._lock:
+            self._state.board.say(text)
 
     def stage(self, name: str | None) -> None:
-        self._worker._tell(lambda: self._worker._state.board.stage(name, time.monotonic()))
+        with self._lock:
+            self._state.board.stage(name, time.monotonic())
 
     def stopping(self) -> bool:
-        return self._worker.scheduler.stopping  # one bool read: no lock needed
+        return self._state.scheduler.stopping  # one bool read: no lock needed
 
     def jobs_waiting(self) -> bool:
-        return self._worker.scheduler.jobs_waiting  # read between batches: a hint, no lock needed
+        return self._state.scheduler.jobs_waiting  # read between batches: a hint, no lock needed
 
     def index(self) -> IndexState | None:
-        return self._worker._read(lambda: self._worker.scheduler.index)
+        with self._lock:
+            return self._state.scheduler.index
 
 
 class WorkerOwner:
