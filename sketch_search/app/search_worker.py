@@ -94,6 +94,7 @@ class SearchWorker:
         self._tell(lambda: self.scheduler.stop(time.monotonic()))
 
     def _tell(self, change):
+        """Change the state under the lock, and wake whoever waits on it."""
         with self._lock:
             result = change()
             self._lock.notify_all()
@@ -196,6 +197,7 @@ class SearchWorker:
                     return job
                 self._lock.wait(IDLE_POLL_SECONDS if changed is not None else None)
         return None
+
 
 class _Progress:
     """What a running job tells the worker's state, and asks it: each under the worker's lock."""
