@@ -104,7 +104,7 @@ def python(code: str) -> subprocess.CompletedProcess:
 
 def test_the_window_loop_and_sketch_never_import_torch():
     modules = [n for n in our_modules() if n.split(".")[0] == "sketch"] + ["sketch_search.app.air_canvas", "sketch_search.app.search_worker",
-                                                                       "sketch_search.app.search_scheduler", "sketch_search.app.search_presenter", "sketch_search.app.search_answers", "sketch_search.app.search_jobs", "sketch_search.app.search_board",
+                                                                       "sketch_search.app.search_scheduler", "sketch_search.app.search_presenter", "sketch_search.app.search_answers", "sketch_search.app.search_jobs", "sketch_search.app.search_board", "sketch_search.app.search_state",
                                                                        "sketch_search.app.commands", "sketch_search.app.live_follow", "sketch_search.app.results_panel",
                                                                        "sketch_search.app.sketch_saving", "sketch_search.app.timed_line", "sketch_search.app.window_picture",
                                                                        "sketch_search.app.bootstrap",

@@ -1,7 +1,8 @@
 """What the window shows of the search thread's work: results views and status lines.
 
 Turns a query's or a preview's answer into `sketch.overlay.ResultsView` (BGR arrays, thumbnails
-of the matches kept in a small cache) and says in one line what the worker is doing. No
+of the matches kept in a small cache) and says in one line what the worker is doing (an index
+error in the command line's words included). No
 decisions and no threads: the worker calls it, tests call it directly.
 """
 from __future__ import annotations
@@ -14,7 +15,9 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from retrieval.index_errors import IndexFileError
 from sketch import overlay
+from sketch_search.app.cli import index_error_with_flags
 from sketch_search.app.search_scheduler import IndexState
 from sketch_search.common.names import display_name
 
@@ -49,6 +52,14 @@ def found_line(view: overlay.ResultsView, ahead: bool, index: IndexState | None)
     ready = ", ready ahead" if ahead else ""
     covered = f"; {coverage(index)}" if coverage(index) else ""
     return f"found {len(view.photos)} photos{best} ({view.seconds:.1f} s{ready}){covered}"
+
+
+def index_error_line(error: Exception) -> str:
+    """Why the gallery cannot be indexed; an unusable index names its ways out as the programs'
+    flags (--rebuild-index, --index), as main2's command line does."""
+    if isinstance(error, IndexFileError):
+        error = index_error_with_flags(error)
+    return f"error: {error}"
 
 
 class Presenter:

@@ -1,9 +1,9 @@
 """What the search thread does next, and what a change cancels: plain, thread-free decisions.
 
-The search thread (search_worker.py) asks `next_job` and has `JobRunner` (search_jobs.py) carry
-the job out; the window's loop tells the scheduler what happened (a save, a new canvas, a
-change) through the worker, which holds one lock around every call. Nothing here sleeps, starts a thread or touches a model, so
-tests drive it directly.
+The search thread (search_worker.py) asks `next_job`, has `JobRunner` (search_jobs.py) carry the
+job out and tells the scheduler what came of it; the window's loop tells it what happened (a save,
+a new canvas, a change). Both go through the worker, which holds one lock around every call.
+Nothing here sleeps, starts a thread or touches a model, so tests drive it directly.
 
 Order, most urgent first (one model call at a time):
 1. indexing set-up: `start_index` once the models are loaded, and again when the phone sync
@@ -200,6 +200,7 @@ class SearchScheduler:
             self._index_wanted = self._warmup_wanted = False
 
     def index_started(self) -> None:
+        """The gallery's walk is handed out (next_job does it; saying it again changes nothing)."""
         self._index_started, self._rescan = True, False
         if self.index is not None:  # new photos may be queued: not done until a slice says so
             self.index = IndexState(self.index.searched, self.index.total, False)
@@ -265,6 +266,7 @@ class SearchScheduler:
         if self.stopping or not self.loaded:
             return None
         if self._index_wanted and (not self._index_started or self._rescan):
+            self.index_started()                  # photos arriving from now on: another walk
             return StartIndex()
         if self.jobs_waiting and self._index_wanted and self.index is None:
             return IndexSlice()                   # nothing is searchable before the first slice
@@ -306,5 +308,5 @@ class SearchScheduler:
 
     @staticmethod
     def _cancel(run: Run, now: float) -> None:
-        if not run.cancelled:
-            run.cancelled, run.cancel_asked = True, now
+        if not run.cancelled:  # when first, so that a run seeing `cancelled` finds it
+            run.cancel_asked, run.cancelled = now, True
