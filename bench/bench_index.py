@@ -87,8 +87,8 @@ def run(args) -> dict:
     paths = sorted(folder.glob("*.jpg"))[:args.photos]
     import torch
 
-    from sketch_search.app.sketch_search import model_precision
-    dtype = model_precision(torch.device("cpu"), torch.float32).embedder  # the product's choice here
+    from sketch_search.app.precision import model_precision
+    dtype = model_precision(torch.device("cpu"), "auto").embedder  # the product's choice here
     report["embedder_dtype"] = str(dtype)
     embedder = DinoEmbedder.from_pretrained(full_size.checkpoints() / "dinov2-base", dtype=dtype)
     sample = paths[:min(len(paths), 32)]
