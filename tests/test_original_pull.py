@@ -86,10 +86,23 @@ class NoteLine(TimedLine):
         super().show(text, error)
 
 
+class Viewer(PhotoViewer):
+    """The real viewer, remembering what it hands the window."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.handed: list[object] = []
+
+    def results(self) -> list[object]:
+        results = super().results()
+        self.handed += results
+        return results
+
+
 class Window:
     """The window's photo side as the air canvas wires it: Commands over a real PhotoViewer."""
 
-    def __init__(self, viewer: PhotoViewer):
+    def __init__(self, viewer: Viewer):
         self.commands = Commands(EventLog(None), viewer, lambda text: None)
         self.commands.notes = NoteLine(self.commands.notes.seconds)
         self.notes = self.commands.notes.shown
@@ -110,10 +123,14 @@ class Window:
             time.sleep(1 / 30)
 
     def frame(self) -> None:
+        """One frame's collection; `shown` gets each photo the viewer handed over in it, in
+        order (the last one is what the window then draws)."""
         self.commands.collect_photo_jobs()
-        opened = self.commands.opened
-        if opened is not None and (not self.shown or self.shown[-1] is not opened):
-            self.shown.append(opened)
+        handed = [r for r in self.commands.viewer.handed if isinstance(r, OpenedPhoto)]
+        self.commands.viewer.handed.clear()
+        self.shown += handed
+        if handed:
+            assert self.commands.opened is handed[-1]
 
     def wait(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds
@@ -132,7 +149,7 @@ def test_a_lean_photo_shows_its_kept_image_then_the_original_then_from_the_cache
     folder = synced(adb, phone, tmp_path / "gallery", lean=True)
     kept = folder / "astronaut.jpg"
     on_phone = phone.root / CAMERA / "astronaut.jpg"
-    window = Window(PhotoViewer(tmp_path / "gallery", adb.port))
+    window = Window(Viewer(tmp_path / "gallery", adb.port))
     window.open([kept])
     window.frames_until(lambda: showing_original(window, kept))
 
@@ -147,7 +164,7 @@ def test_a_lean_photo_shows_its_kept_image_then_the_original_then_from_the_cache
     assert window.notes == []
 
     # Next time (the program started again): the original from the cache at once, no transfer.
-    again = Window(PhotoViewer(tmp_path / "gallery", adb.port))
+    again = Window(Viewer(tmp_path / "gallery", adb.port))
     again.open([kept])
     again.frames_until(lambda: again.shown)
     again.wait(1.0)
@@ -161,7 +178,7 @@ def test_unplugged_the_kept_image_stays_with_one_note_until_the_phone_is_back(
     folder = synced(adb, phone, tmp_path / "gallery", lean=True)
     paths = [folder / f"{name}.jpg" for name in PHOTOS]
     cache = OriginalsCache(tmp_path / "cache")
-    window = Window(PhotoViewer(tmp_path / "gallery", adb.port, originals=cache))
+    window = Window(Viewer(tmp_path / "gallery", adb.port, originals=cache))
     adb.disconnect(phone)
     window.open(paths, rank=1)
     window.frames_until(lambda: window.notes)
@@ -180,11 +197,32 @@ def test_unplugged_the_kept_image_stays_with_one_note_until_the_phone_is_back(
         (phone.root / CAMERA / "coffee.jpg").read_bytes()]
 
 
+def test_a_phone_that_has_not_authorised_this_computer_says_so_once(adb, phone, tmp_path):
+    folder = synced(adb, phone, tmp_path / "gallery", lean=True)
+    adb.disconnect(phone)
+    waiting = FakePhone(phone.root, unauthorized=True).start()     # plugged in, not allowed yet
+    try:
+        adb.connect(waiting, state="unauthorized")
+        window = Window(Viewer(tmp_path / "gallery", adb.port,
+                                    originals=OriginalsCache(tmp_path / "cache")))
+        window.open([folder / "astronaut.jpg", folder / "chelsea.jpg"])
+        window.frames_until(lambda: window.notes)
+        window.commands.press("next")
+        window.frames_until(lambda: len(window.shown) == 2)
+        window.wait(1.0)
+    finally:
+        adb.disconnect(waiting)
+        waiting.stop()
+    assert len(window.notes) == 1 and "authorised" in window.notes[0], window.notes
+    assert [o.original for o in window.shown] == [False, False]
+    assert waiting.recv_paths == [] and phone.recv_paths == []
+
+
 def test_a_photo_gone_from_the_phone_keeps_its_kept_image(adb, phone, tmp_path):
     folder = synced(adb, phone, tmp_path / "gallery", lean=True)
     (phone.root / CAMERA / "chelsea.jpg").unlink()
     cache = OriginalsCache(tmp_path / "cache")
-    window = Window(PhotoViewer(tmp_path / "gallery", adb.port, originals=cache))
+    window = Window(Viewer(tmp_path / "gallery", adb.port, originals=cache))
     window.open([folder / "chelsea.jpg"])
     window.frames_until(lambda: window.notes)
     assert "no longer on the phone" in window.notes[0]
@@ -195,7 +233,7 @@ def test_a_photo_gone_from_the_phone_keeps_its_kept_image(adb, phone, tmp_path):
 def test_photos_synced_whole_are_never_pulled_again(adb, phone, tmp_path):
     folder = synced(adb, phone, tmp_path / "gallery", lean=False)      # --originals
     cache = OriginalsCache(tmp_path / "cache")
-    viewer = PhotoViewer(tmp_path / "gallery", adb.port, originals=cache)
+    viewer = Viewer(tmp_path / "gallery", adb.port, originals=cache)
     window = Window(viewer)
     window.open([folder / "coffee.jpg"])
     window.frames_until(lambda: window.shown)
@@ -208,7 +246,7 @@ def test_leaving_a_photo_stops_its_pull_and_the_next_one_comes_at_once(adb, phon
     folder = synced(adb, phone, tmp_path / "gallery", lean=True)
     paths = [folder / f"{name}.jpg" for name in PHOTOS]
     cache = OriginalsCache(tmp_path / "cache")
-    window = Window(PhotoViewer(tmp_path / "gallery", adb.port, originals=cache))
+    window = Window(Viewer(tmp_path / "gallery", adb.port, originals=cache))
     phone.drip = (64 * 1024, 0.05)          # the first photo's bytes crawl after 64 KiB
     window.open(paths, rank=1)
     window.frames_until(lambda: phone.recv_paths)

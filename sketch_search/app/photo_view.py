@@ -225,10 +225,11 @@ class PhotoViewer:
 
     def results(self) -> list[object]:
         """OpenedPhoto, OriginalNote, PhoneCheck and PhoneShown results since the last call, in
-        order (a photo's kept image before its original); those of a photo left are dropped."""
+        order (a photo's kept image before its original). A photo left is dropped; a note is
+        not (told once, it may be about the phone, and it names its photo)."""
         photo_jobs = self._decode.results() + self._pull.results()
-        return [r for r in photo_jobs if not isinstance(r, (OpenedPhoto, OriginalNote))
-                or r.path == self._wanted] + self._phone.results()
+        return [r for r in photo_jobs if not isinstance(r, OpenedPhoto) or r.path == self._wanted] \
+            + self._phone.results()
 
     def _open(self, path: Path, size: tuple[int, int]) -> tuple[OpenedPhoto, PhoneFile | None]:
         """The photo as it can be shown now (its cached original, else the kept image), and
