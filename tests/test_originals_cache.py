@@ -178,3 +178,14 @@ def test_a_failure_is_told_once_until_an_original_arrives_again():
     assert notes.should_say(gone, b)                       # another photo gone: its own note
     notes.clear()                                          # an original arrived
     assert notes.should_say(unplugged, a)
+
+
+def test_the_window_keeps_originals_in_the_cache_its_options_size(tmp_path, monkeypatch):
+    from sketch_search.app.air_canvas import AirCanvasApp, AppOptions
+    monkeypatch.setenv(HOME_VARIABLE, str(tmp_path / "home"))
+    for size in (0, 250_000_000):
+        app = AirCanvasApp(AppOptions(window=False, gallery=tmp_path, originals_cache=size))
+        cache = app.commands.viewer.originals
+        assert (cache.folder, cache.max_bytes) == (tmp_path / "home" / CACHE_FOLDER, size)
+        app.events.close()
+    assert AppOptions().originals_cache == 1_000_000_000
