@@ -261,3 +261,14 @@ def test_leaving_a_photo_stops_its_pull_and_the_next_one_comes_at_once(adb, phon
         (phone.root / CAMERA / "chelsea.jpg").read_bytes()]
     assert [p.name for p in cache.folder.iterdir() if p.name.startswith(".")] == []
     assert window.notes == []
+
+
+def test_an_original_larger_than_the_whole_cache_is_not_pulled(adb, phone, tmp_path):
+    folder = synced(adb, phone, tmp_path / "gallery", lean=True)
+    cache = OriginalsCache(tmp_path / "cache", max_bytes=10_000)       # under any photo here
+    window = Window(Viewer(tmp_path / "gallery", adb.port, originals=cache))
+    window.open([folder / "coffee.jpg"])
+    window.frames_until(lambda: window.notes)
+    assert "larger than the originals cache" in window.notes[0]
+    assert [o.original for o in window.shown] == [False]
+    assert phone.recv_paths == [] and not cache.folder.exists()
