@@ -6,7 +6,7 @@ wait seconds on ADB.
 A lean photo shows its kept image at once (or its cached original, when the originals cache
 holds it); then, when its phone is connected, the original is pulled into the cache and shown
 in its place if the photo is still open. Leaving the photo stops the pull. A failure leaves the
-kept image with one note (QuietNotes: the same reason is not told twice in a row).
+kept image with one note (QuietNotes: a reason is told once, until an original arrives again).
 
 Each kind of job runs on a small daemon thread of its own (`Background`); the loop hands jobs
 in and picks results up each frame, never waiting. Decoding is Pillow only (retrieval.images),
