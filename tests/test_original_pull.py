@@ -8,6 +8,7 @@ The lean gallery is made as a lean sync leaves one: the phone synced, each photo
 by a small copy (the phone's time kept) and its record marked lean."""
 from __future__ import annotations
 
+import inspect
 import os
 import time
 from dataclasses import replace
@@ -52,7 +53,11 @@ def phone(adb, tmp_path):
 
 
 def synced(adb, phone: FakePhone, gallery: Path, lean: bool) -> Path:
-    sync_phone(gallery, adb_port=adb.port, timeout=5, show_progress=False)
+    """The phone synced into `gallery` whole (as `--originals` keeps it; `originals=True` where
+    the sync's default is lean); with `lean`, each photo's file then replaced by a small copy
+    and its record marked lean, as a lean sync leaves them."""
+    whole = {"originals": True} if "originals" in inspect.signature(sync_phone).parameters else {}
+    sync_phone(gallery, adb_port=adb.port, timeout=5, show_progress=False, **whole)
     if lean:
         with SyncState(gallery) as state:
             for record in state.photos(phone.serialno).values():
