@@ -31,7 +31,7 @@ SLOW_MODULES = {
     "test_air_canvas_video", "test_window", "test_live_search", "test_phone_search",  # hand videos, windows
     "test_touchless_video", "test_touchless_results", "test_two_hands",
     "test_device_cli", "test_device_sync", "test_hostile_phone",  # a real adb server
-    "test_phone_commands", "test_phone_identity", "test_show_on_phone",
+    "test_phone_commands", "test_phone_identity", "test_show_on_phone", "test_original_pull",
     "test_main2", "test_headless", "test_start_up_quiet", "test_hostile_gallery",  # the programs, run
     "test_search_while_indexing", "test_index_slices",
     "test_captioning", "test_embedder", "test_evaluate", "test_fetch", "test_finetune",  # tiny models

@@ -23,6 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from device.originals_cache import DEFAULT_CACHE_BYTES, OriginalsCache
 from sketch import overlay
 from sketch.air_pen import DRAWING_TOOLS, Action, AirPen
 from sketch.camera import FrameSource
@@ -65,6 +66,7 @@ class AppOptions:
     events: Path | None = None       # JSON lines of what happened (--events)
     adb_port: int = 5037             # the phone, for "show on phone"
     serial: str | None = None
+    originals_cache: int = DEFAULT_CACHE_BYTES   # bytes of lean photos' pulled originals (0: none)
 
 
 @dataclass
@@ -102,7 +104,8 @@ class AirCanvasApp:
         self.following = LiveFollow(self.worker, options.live, options.pause)
         self.saver = SketchSaver(options.sketch_dir, self.worker, self.following, self.events, self.toasts)
         # Touchless controls: the screen, the pointer's holds, the open photo's jobs.
-        viewer = PhotoViewer(options.gallery, options.adb_port, options.serial)
+        viewer = PhotoViewer(options.gallery, options.adb_port, options.serial,
+                             OriginalsCache.in_home(options.originals_cache))
         self.commands = Commands(self.events, viewer, self.toasts.show)
         self.panel = ResultsPanel(self.commands, self.toasts)
         self.picture = WindowPicture(self.commands)

@@ -14,7 +14,7 @@ from sketch.canvas import Canvas
 from sketch.pointer import HOLD_RADIUS, HoldToPress, Point
 from sketch.screen import Command, Screen
 from sketch_search.app.events import EventLog
-from sketch_search.app.photo_view import OpenedPhoto, PhoneCheck, PhoneShown, PhotoViewer
+from sketch_search.app.photo_view import OpenedPhoto, OriginalNote, PhoneCheck, PhoneShown, PhotoViewer
 from sketch_search.app.timed_line import TimedLine
 from sketch_search.common.names import display_name
 
@@ -84,11 +84,14 @@ class Commands:
         self.notes.show(message, error)
 
     def collect_photo_jobs(self) -> None:
-        """The viewer's answers: the decoded photo, whether the phone has it, the phone's answer."""
+        """The viewer's answers: the decoded photo (then its phone original, or a note why not),
+        whether the phone has it, the phone's answer."""
         for result in self.viewer.results():
             if isinstance(result, OpenedPhoto):
                 if self.screen.photo is not None and Path(self.screen.photo.path) == result.path:
-                    self.opened = result
+                    self.opened = result              # the kept image, then its original
+            elif isinstance(result, OriginalNote):
+                self.note(result.message)
             elif isinstance(result, PhoneCheck):
                 self.screen.phone_checked(result.path, result.available, result.reason)
             elif isinstance(result, PhoneShown):

@@ -1,9 +1,16 @@
 """The opened photo, made ready off the camera loop: decoded (EXIF orientation applied, within the
 process's decode-memory budget), fitted to the view, dated, and checked for a phone to show it
-on; and "show on phone" calls, which may wait seconds on ADB.
+on; its phone original, for a photo the sync kept lean; and "show on phone" calls, which may
+wait seconds on ADB.
 
-Each job runs on a small daemon thread of its own (`Background`); the loop hands jobs in and
-picks results up each frame, never waiting. Decoding is Pillow only (retrieval.images), no torch.
+A lean photo shows its kept image at once (or its cached original, when the originals cache
+holds it); then, when its phone is connected, the original is pulled into the cache and shown
+in its place if the photo is still open. Leaving the photo stops the pull. A failure leaves the
+kept image with one note (QuietNotes: a reason is told once, until an original arrives again).
+
+Each kind of job runs on a small daemon thread of its own (`Background`); the loop hands jobs
+in and picks results up each frame, never waiting. Decoding is Pillow only (retrieval.images),
+no torch.
 """
 from __future__ import annotations
 
@@ -20,7 +27,9 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from device.originals_cache import OriginalsCache, PhoneFile
 from sketch_search.common.errors import SketchSearchError
+from sketch_search.common.names import display_name
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +48,7 @@ class OpenedPhoto:
     date: datetime | None
     date_source: str | None
     error: str | None = None
+    original: bool = False    # decoded from the phone's original (a lean photo's, pulled)
 
 
 def capture_date(path: Path) -> datetime | None:
@@ -81,17 +91,20 @@ def fit_into(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(image, target, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
 
 
-def open_photo(path: Path, size: tuple[int, int]) -> OpenedPhoto:
-    """Decode and fit the photo at `path` for a view of `size`; never raises for a bad file."""
+def open_photo(path: Path, size: tuple[int, int], original: Path | None = None) -> OpenedPhoto:
+    """Decode and fit the photo at `path` for a view of `size`; never raises for a bad file.
+    `original`: the phone's original of `path` to decode instead (its capture time first, then
+    the kept file's date)."""
     from retrieval.images import load_image  # Pillow only; shares the process's decode budget
-    date, source = photo_date(path)
+    taken = capture_date(original) if original is not None else None
+    date, source = (taken, "taken") if taken is not None else photo_date(path)
     try:
-        rgb = load_image(path, min_side=min(size))
+        rgb = load_image(original or path, min_side=min(size))
     except SketchSearchError as exc:
-        return OpenedPhoto(path, None, date, source, str(exc))
+        return OpenedPhoto(path, None, date, source, str(exc), original is not None)
     image = cv2.cvtColor(np.asarray(rgb), cv2.COLOR_RGB2BGR)
     del rgb
-    return OpenedPhoto(path, fit_into(image, size), date, source)
+    return OpenedPhoto(path, fit_into(image, size), date, source, None, original is not None)
 
 
 class Background:
@@ -152,34 +165,57 @@ class PhoneShown:
     message: str
 
 
+@dataclass(frozen=True)
+class OriginalNote:
+    """A lean photo's original cannot be had now (the kept image stays): one status line."""
+    path: Path
+    message: str
+
+
 class PhotoViewer:
-    """The window's photo jobs: open (newest wins), the phone check, and show on phone.
+    """The window's photo jobs: open (newest wins), the lean photo's original, the phone check,
+    and show on phone.
 
     `gallery`: the folder the matches come from (None: no phone can be known). `adb_port`,
-    `serial`: the phone, as for the sync.
+    `serial`: the phone, as for the sync. `originals`: where pulled originals are kept
+    (default: the per-user cache of 1 GB; a cache of 0 bytes pulls nothing).
     """
 
-    def __init__(self, gallery: Path | None, adb_port: int = 5037, serial: str | None = None):
+    def __init__(self, gallery: Path | None, adb_port: int = 5037, serial: str | None = None,
+                 originals: OriginalsCache | None = None):
         self.gallery = gallery
         self.adb_port = adb_port
         self.serial = serial
+        self.originals = originals if originals is not None else OriginalsCache.in_home()
         self._decode = Background("photo-decode")
+        self._pull = Background("photo-original")
         self._phone = Background("show-on-phone")
         self._wanted: Path | None = None
+        self._notes = None    # device.originals.QuietNotes, made on the pull thread
 
     def open(self, path: Path, size: tuple[int, int]) -> None:
-        """Start decoding `path` for a view of `size`; an earlier photo not begun is dropped."""
+        """Start decoding `path` for a view of `size`; an earlier photo not begun is dropped.
+        A lean photo's original is pulled after its kept image is posted."""
         self._wanted = path
+        to_pull: list[PhoneFile] = []
 
         def job():
             if self._wanted != path:  # the person has moved on already
                 return None
-            return open_photo(path, size)
+            opened, lean = self._open(path, size)
+            if lean is not None:
+                to_pull.append(lean)
+            return opened
 
         def check():
             return self._check_phone(path) if self._wanted == path else None
+
+        def pull_next():
+            if to_pull and self._wanted == path:
+                self._pull.submit(lambda: self._pull_original(path, size, to_pull[0]))
         self._decode.submit(job)
         self._decode.submit(check)
+        self._decode.submit(pull_next)
 
     def close(self) -> None:
         self._wanted = None
@@ -188,9 +224,50 @@ class PhotoViewer:
         self._phone.submit(lambda: self._show(path))
 
     def results(self) -> list[object]:
-        """OpenedPhoto, PhoneCheck and PhoneShown results since the last call, in order."""
-        return [r for r in self._decode.results() if not isinstance(r, OpenedPhoto) or r.path == self._wanted] \
+        """OpenedPhoto, OriginalNote, PhoneCheck and PhoneShown results since the last call, in
+        order (a photo's kept image before its original). A photo left is dropped; a note is
+        not (told once, it may be about the phone, and it names its photo)."""
+        photo_jobs = self._decode.results() + self._pull.results()
+        return [r for r in photo_jobs if not isinstance(r, OpenedPhoto) or r.path == self._wanted] \
             + self._phone.results()
+
+    def _open(self, path: Path, size: tuple[int, int]) -> tuple[OpenedPhoto, PhoneFile | None]:
+        """The photo as it can be shown now (its cached original, else the kept image), and
+        the phone file to pull when the original is still wanted."""
+        from device.originals import lean_original
+        lean = lean_original(self.gallery, path) if self.originals.max_bytes else None
+        cached = self.originals.find(lean) if lean is not None else None
+        if cached is None:
+            return open_photo(path, size), lean
+        opened = open_photo(path, size, cached)
+        if opened.image is None:     # the phone's own file does not decode: the kept one does
+            log.info("the original of %s does not decode: %s", path.name, opened.error)
+            return open_photo(path, size), None
+        return opened, None
+
+    def _pull_original(self, path: Path, size: tuple[int, int], lean: PhoneFile):
+        """On the pull thread: the original pulled and decoded, a note, or None."""
+        from device.originals import OriginalUnavailable, PullCancelled, QuietNotes, pull_original
+        self._notes = self._notes or QuietNotes()
+        try:
+            cached = pull_original(lean, self.originals, lambda: self._wanted != path,
+                                   adb_port=self.adb_port, serial=self.serial)
+        except PullCancelled:
+            log.debug("left %s before its original arrived", path.name)
+            return None
+        except OriginalUnavailable as unavailable:
+            if not self._notes.should_say(unavailable, lean):
+                log.debug("original of %s: %s", path.name, unavailable.message)
+                return None
+            log.info("%s", unavailable.message)
+            return OriginalNote(path, display_name(unavailable.message))
+        self._notes.clear()
+        opened = open_photo(path, size, cached) if self._wanted == path else None
+        if opened is not None and opened.image is None:
+            log.info("the original of %s does not decode: %s", path.name, opened.error)
+            return OriginalNote(path, f"the original of {display_name(path.name)} does not "
+                                "decode; showing the small copy")
+        return opened
 
     def _check_phone(self, path: Path) -> PhoneCheck:
         if self.gallery is None:
