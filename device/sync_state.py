@@ -32,6 +32,7 @@ CREATE TABLE IF NOT EXISTS synced_photo (
     mtime       INTEGER NOT NULL,  -- seconds, as the phone listed it
     local_path  TEXT NOT NULL,     -- relative to the gallery folder, '/'-separated
     synced_at   REAL NOT NULL,
+    lean        INTEGER NOT NULL DEFAULT 0,  -- 1: a small image is kept, not the original
     PRIMARY KEY (serial, device_path)
 );
 CREATE INDEX IF NOT EXISTS synced_photo_local ON synced_photo (local_path);
@@ -48,6 +49,25 @@ class SyncedPhoto:
     size: int
     mtime: int
     local_path: str
+    lean: bool = False  # the gallery keeps a small image of it, not the phone's original
+
+    @classmethod
+    def from_row(cls, row) -> SyncedPhoto:
+        return cls(row[0], row[1], row[2], row[3], bool(row[4]))
+
+
+_COLUMNS = "device_path, size, mtime, local_path, lean"
+
+
+def _has_lean(db: sqlite3.Connection) -> bool:
+    return any(row[1] == "lean" for row in db.execute("PRAGMA table_info(synced_photo)"))
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring a record written before lean syncs up to date: its rows keep lean = 0."""
+    if not _has_lean(db):
+        db.execute("ALTER TABLE synced_photo ADD COLUMN lean INTEGER NOT NULL DEFAULT 0")
+        log.info("sync record: added the lean column (earlier photos stay originals)")
 
 
 class SyncState:
@@ -61,6 +81,7 @@ class SyncState:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across crashes
             self._db.executescript(_SCHEMA)
+            _migrate(self._db)
             self._db.commit()
         except (OSError, sqlite3.Error) as error:
             raise GalleryError(f"cannot use the sync record {self.path} ({error}): delete it; the "
@@ -68,15 +89,15 @@ class SyncState:
                                ) from None
 
     def photos(self, serial: str) -> dict[str, SyncedPhoto]:
-        rows = self._db.execute(
-            "SELECT device_path, size, mtime, local_path FROM synced_photo WHERE serial = ?",
-            (serial,))
-        return {row[0]: SyncedPhoto(*row) for row in rows}
+        rows = self._db.execute(f"SELECT {_COLUMNS} FROM synced_photo WHERE serial = ?", (serial,))
+        return {row[0]: SyncedPhoto.from_row(row) for row in rows}
 
     def record(self, serial: str, photo: SyncedPhoto) -> None:
         self._db.execute(
-            "INSERT OR REPLACE INTO synced_photo VALUES (?, ?, ?, ?, ?, ?)",
-            (serial, photo.device_path, photo.size, photo.mtime, photo.local_path, time.time()))
+            "INSERT OR REPLACE INTO synced_photo (serial, device_path, size, mtime, local_path, "
+            "synced_at, lean) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (serial, photo.device_path, photo.size, photo.mtime, photo.local_path, time.time(),
+             int(photo.lean)))
         self._db.commit()
 
     def forget(self, serial: str, device_path: str) -> None:
@@ -126,20 +147,30 @@ class SyncState:
         self.close()
 
 
-def find_origin(gallery: Path, local_path: str) -> tuple[str, str] | None:
-    """(phone serial, device path) of the synced file at `local_path` (relative to `gallery`,
-    '/'-separated), or None when no sync brought it. Reads only; creates nothing."""
+def find_synced(gallery: Path, local_path: str) -> tuple[str, SyncedPhoto] | None:
+    """(phone serial, record) of the synced file at `local_path` (relative to `gallery`,
+    '/'-separated), or None when no sync brought it. Reads only; creates nothing (a record
+    written before lean syncs reads as lean = False)."""
     path = Path(gallery) / STATE_DIR / STATE_FILE
     if not path.is_file():
         return None
     try:
         db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
         try:
-            row = db.execute("SELECT serial, device_path FROM synced_photo WHERE local_path = ? "
+            lean = "lean" if _has_lean(db) else "0"
+            row = db.execute(f"SELECT serial, device_path, size, mtime, local_path, {lean} "
+                             "FROM synced_photo WHERE local_path = ? "
                              "ORDER BY synced_at DESC LIMIT 1", (local_path,)).fetchone()
         finally:
             db.close()
     except sqlite3.Error as error:
         log.warning("cannot read the sync record %s: %s", path, error)
         return None
-    return (row[0], row[1]) if row else None
+    return (row[0], SyncedPhoto.from_row(row[1:])) if row else None
+
+
+def find_origin(gallery: Path, local_path: str) -> tuple[str, str] | None:
+    """(phone serial, device path) of the synced file at `local_path` (relative to `gallery`,
+    '/'-separated), or None when no sync brought it. Reads only; creates nothing."""
+    found = find_synced(gallery, local_path)
+    return (found[0], found[1].device_path) if found else None
