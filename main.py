@@ -93,6 +93,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                        help="phone folders under /sdcard to pull (default DCIM/Camera)")
     phone.add_argument("--adb-port", type=positive_int, default=DEFAULT_ADB_PORT,
                        help="the adb server's port (default 5037)")
+    phone.add_argument("--originals", action="store_true",
+                       help="keep byte-for-byte copies of the phone's photos (default: one small "
+                            "image per photo, the phone's own thumbnail)")
     parser.add_argument("--screenshot", type=Path, default=None,
                         help="at exit, save the window's last picture to this .png/.jpg file")
     args = parser.parse_args(argv)
@@ -147,7 +150,8 @@ def build(argv: list[str] | None = None):
     if sync:
         gallery.mkdir(parents=True, exist_ok=True)  # the phone's photos land here
         from device.background_sync import BackgroundSync
-        phone_sync = BackgroundSync(gallery, args.serial, args.folders, args.adb_port)
+        phone_sync = BackgroundSync(gallery, args.serial, args.folders, args.adb_port,
+                                    originals=args.originals)
     return AirCanvasApp(options, search, phone_sync)
 
 

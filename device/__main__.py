@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
                            "e.g. --folders DCIM/Camera Pictures/Screenshots")
     sync.add_argument("--mirror", action="store_true",
                       help="also delete local copies of photos deleted on the phone")
+    sync.add_argument("--originals", action="store_true",
+                      help="keep byte-for-byte copies of the photos (default: one small image "
+                           "per photo, the phone's own thumbnail or the original shrunk)")
     sync.add_argument("--json", action="store_true", help="print the report as JSON")
     sync.add_argument("--timeout", type=float, default=30.0,
                       help="seconds to wait for the phone before giving up (default 30)")
@@ -98,7 +101,7 @@ def _run_sync(args: argparse.Namespace) -> int:
     try:
         report = sync_phone(args.dest, serial=args.serial, folders=args.folders,
                             mirror=args.mirror, adb_port=args.adb_port, timeout=args.timeout,
-                            show_progress=not args.json)
+                            show_progress=not args.json, originals=args.originals)
     except GalleryError as error:
         raise GalleryError(f"--dest: {error}") from None
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.summary())

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tools.fixtures.fake_phone import AdbServer, FakePhone, free_port, require_adb
+from tools.fixtures.photos import camera_jpeg
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -19,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def phone(adb: AdbServer, tmp_path: Path) -> Iterator[FakePhone]:
     photo = tmp_path / "sdcard" / "DCIM" / "Camera" / "IMG_0001.jpg"
     photo.parent.mkdir(parents=True)
-    photo.write_bytes(b"photo")
+    photo.write_bytes(camera_jpeg(640, 480))          # lean by default: a real photo
     (photo.parent / "VID_0001.mp4").write_bytes(b"video")
     fake = FakePhone(tmp_path / "sdcard").start()
     adb.connect(fake)
