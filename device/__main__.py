@@ -21,30 +21,44 @@ def _port(text: str) -> int:
     return value
 
 
+def _shared(parser: argparse.ArgumentParser, default_port, default_verbose) -> None:
+    parser.add_argument("--adb-port", type=_port, default=default_port,
+                        help=f"port of the adb server (default {DEFAULT_ADB_PORT}; started "
+                             "when not running)")
+    parser.add_argument("-v", "--verbose", action="store_true", default=default_verbose,
+                        help="log what each step does")
+
+
 def build_parser() -> argparse.ArgumentParser:
     # The shared options are accepted before or after the command (`sync --adb-port 5038`);
     # after it they default to SUPPRESS so they never overwrite a value given before it.
-    def shared(parser: argparse.ArgumentParser, default_port, default_verbose) -> None:
-        parser.add_argument("--adb-port", type=_port, default=default_port,
-                            help=f"port of the adb server (default {DEFAULT_ADB_PORT}; started "
-                                 "when not running)")
-        parser.add_argument("-v", "--verbose", action="store_true", default=default_verbose,
-                            help="log what each step does")
-
     parser = argparse.ArgumentParser(
         prog="python -m device", description="The phone over ADB: copy its photos into a gallery "
         "folder, show one of them on it, connect to it over Wi-Fi.")
-    shared(parser, DEFAULT_ADB_PORT, False)
+    _shared(parser, DEFAULT_ADB_PORT, False)
     common = argparse.ArgumentParser(add_help=False)
-    shared(common, argparse.SUPPRESS, argparse.SUPPRESS)
+    _shared(common, argparse.SUPPRESS, argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", required=True)
-
     listing = commands.add_parser("list", parents=[common],
                                   help="show connected phones, their state and model")
     listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _add_sync(commands.add_parser("sync", parents=[common], help="bring the phone's new and "
+                                  "changed photos into the gallery (small images by default)"))
+    _add_show(commands.add_parser("show", parents=[common],
+                                  help="open a synced photo in the phone's own gallery viewer"))
+    connect = commands.add_parser("connect", parents=[common],
+                                  help="connect to a phone over Wi-Fi (wireless debugging)")
+    connect.add_argument("address", metavar="HOST:PORT",
+                         help="the IP address & port the phone shows under Wireless debugging")
+    pair = commands.add_parser("pair", parents=[common],
+                               help="pair with a phone over Wi-Fi once (needs adb 30 or later)")
+    pair.add_argument("address", metavar="HOST:PORT",
+                      help="the address & port of the phone's 'Pair device with pairing code'")
+    pair.add_argument("code", help="the six-digit pairing code it shows")
+    return parser
 
-    sync = commands.add_parser("sync", parents=[common],
-                               help="copy new and changed photos from the phone")
+
+def _add_sync(sync: argparse.ArgumentParser) -> None:
     sync.add_argument("--dest", type=Path, required=True,
                       help="gallery folder; each phone gets a subfolder named by its serial")
     sync.add_argument("--serial", help="which phone, when several are connected (see `list`)")
@@ -60,26 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--timeout", type=float, default=30.0,
                       help="seconds to wait for the phone before giving up (default 30)")
 
-    show = commands.add_parser("show", parents=[common],
-                               help="open a synced photo in the phone's own gallery viewer")
+
+def _add_show(show: argparse.ArgumentParser) -> None:
     show.add_argument("path", type=Path, help="the photo, in the gallery folder")
     show.add_argument("--gallery", type=Path, required=True,
                       help="the gallery folder the phone was synced into")
     show.add_argument("--serial", help="only this phone (see `list`)")
     show.add_argument("--timeout", type=float, default=5.0,
                       help="seconds to wait for each answer of the phone (default 5)")
-
-    connect = commands.add_parser("connect", parents=[common],
-                                  help="connect to a phone over Wi-Fi (wireless debugging)")
-    connect.add_argument("address", metavar="HOST:PORT",
-                         help="the IP address & port the phone shows under Wireless debugging")
-
-    pair = commands.add_parser("pair", parents=[common],
-                               help="pair with a phone over Wi-Fi once (needs adb 30 or later)")
-    pair.add_argument("address", metavar="HOST:PORT",
-                      help="the address & port of the phone's 'Pair device with pairing code'")
-    pair.add_argument("code", help="the six-digit pairing code it shows")
-    return parser
 
 
 def _run_list(args: argparse.Namespace) -> int:

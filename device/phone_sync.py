@@ -142,22 +142,15 @@ def sync_phone(dest: str | os.PathLike, serial: str | None = None,
                limits: SyncLimits = SyncLimits(), originals: bool = False) -> SyncReport:
     """Bring `dest` up to date with the phone's photos in `folders` (relative to /sdcard).
 
-    Lean (the default): one small image per photo, the phone's thumbnail or the original
-    shrunk (lean_sync.py); `originals`: byte-for-byte copies. Photos kept as originals by an
-    earlier sync stay originals either way.
+    Lean (the default): one small image per photo (lean_sync.py); `originals`: byte-for-byte
+    copies. Photos kept as originals by an earlier sync stay originals either way.
 
     Photos deleted on the phone stay in `dest` unless `mirror` is set. Raises a
     SketchSearchError subclass with a one-line message for anything the user must fix; a
     listing over `limits` raises SyncLimitError after copying the photos of the folders
     listed in full before it (and deleting nothing).
     """
-    wanted = list(dict.fromkeys(normalise_folder(f) for f in folders))
-    if not wanted:
-        raise PhoneError("no folder to sync: name one under /sdcard, e.g. DCIM/Camera")
-    gallery = Path(dest).expanduser()
-    if gallery.exists() and not gallery.is_dir():
-        raise GalleryError(f"{gallery} exists and is not a folder: give a folder as the "
-                           "gallery")
+    wanted, gallery = _wanted_folders(folders), _gallery_path(dest)
     client = connect_server(adb_port)
     device, phone = choose_phone(client, serial)
     identity = _identity(client, phone.serial, timeout)
@@ -182,6 +175,21 @@ def sync_phone(dest: str | os.PathLike, serial: str | None = None,
             "photos copied from the folders listed before it, nothing deleted: sync fewer or "
             "smaller folders, or check the phone", report)
     return report
+
+
+def _wanted_folders(folders: Sequence[str]) -> list[tuple[str, ...]]:
+    wanted = list(dict.fromkeys(normalise_folder(f) for f in folders))
+    if not wanted:
+        raise PhoneError("no folder to sync: name one under /sdcard, e.g. DCIM/Camera")
+    return wanted
+
+
+def _gallery_path(dest: str | os.PathLike) -> Path:
+    gallery = Path(dest).expanduser()
+    if gallery.exists() and not gallery.is_dir():
+        raise GalleryError(f"{gallery} exists and is not a folder: give a folder as the "
+                           "gallery")
+    return gallery
 
 
 def _identity(client, transport: str, timeout: float) -> str:
@@ -330,27 +338,8 @@ def _walk(connection: SyncConnection, parts: tuple[str, ...], depth: int, listin
         if listing.entries > limits.total_entries:
             raise _LimitHit(f"more than {limits.total_entries} entries in all (the limit per "
                             "sync)")
-        shown = f"{device_dir}/{display_name(entry.name)}"
-        try:
-            name = entry.name.decode("utf-8")
-        except UnicodeDecodeError:
-            report.skipped.append((shown, "name is not UTF-8"))
-            continue
-        unsafe = unsafe_name_reason(name)
-        if unsafe is not None:
-            log.warning("refused %r from phone %s: %s", shown, report.serial, unsafe)
-            report.skipped.append((shown, unsafe))
-            continue
-        path = f"{device_dir}/{name}"
-        if entry.is_dir and name.startswith("."):
-            continue            # .thumbnails and the like: not the gallery's photos
-        if len(name.encode()) > MAX_NAME_BYTES:
-            report.skipped.append((shown, f"name longer than {MAX_NAME_BYTES} bytes: too long "
-                                          "for a file name here"))
-            continue
-        if len(path.encode()) > MAX_PATH_BYTES:
-            report.skipped.append((shown, f"path longer than {MAX_PATH_BYTES} bytes, which "
-                                          "adb's sync service cannot reach"))
+        name = _usable_name(entry, device_dir, report)
+        if name is None:
             continue
         if entry.is_dir:
             if depth + 1 > limits.depth:
@@ -361,12 +350,40 @@ def _walk(connection: SyncConnection, parts: tuple[str, ...], depth: int, listin
             continue
         reason = _not_a_photo_reason(name, entry)
         if reason is not None:
-            report.skipped.append((shown, reason))
+            report.skipped.append((f"{device_dir}/{display_name(entry.name)}", reason))
             continue
-        photos[path] = RemotePhoto(path, (*parts, name), entry.size, entry.mtime)
+        photos[f"{device_dir}/{name}"] = RemotePhoto(f"{device_dir}/{name}", (*parts, name),
+                                                     entry.size, entry.mtime)
     listing.photos.update(photos)
     for subfolder in subfolders:
         _walk(connection, subfolder, depth + 1, listing, report)
+
+
+def _usable_name(entry: RemoteEntry, device_dir: str, report: SyncReport) -> str | None:
+    """The entry's name when it can be a file or folder here; None (skipped, said why, or a
+    hidden folder such as .thumbnails passed over) otherwise."""
+    shown = f"{device_dir}/{display_name(entry.name)}"
+    try:
+        name = entry.name.decode("utf-8")
+    except UnicodeDecodeError:
+        report.skipped.append((shown, "name is not UTF-8"))
+        return None
+    unsafe = unsafe_name_reason(name)
+    if unsafe is not None:
+        log.warning("refused %r from phone %s: %s", shown, report.serial, unsafe)
+        report.skipped.append((shown, unsafe))
+        return None
+    if entry.is_dir and name.startswith("."):
+        return None             # .thumbnails and the like: not the gallery's photos
+    if len(name.encode()) > MAX_NAME_BYTES:
+        report.skipped.append((shown, f"name longer than {MAX_NAME_BYTES} bytes: too long "
+                                      "for a file name here"))
+        return None
+    if len(f"{device_dir}/{name}".encode()) > MAX_PATH_BYTES:
+        report.skipped.append((shown, f"path longer than {MAX_PATH_BYTES} bytes, which "
+                                      "adb's sync service cannot reach"))
+        return None
+    return name
 
 
 def _not_a_photo_reason(name: str, entry: RemoteEntry) -> str | None:
