@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from pathlib import Path
 
 from ppadb.client import Client
@@ -57,17 +59,32 @@ def lean_names(names: Iterable[tuple[tuple[str, ...], str]]) -> dict[tuple[tuple
 
 
 class ThumbnailReader:
-    """Reads thumbnails on a small pool of threads; `ask` early, `take` in order."""
+    """Reads thumbnails on a few daemon threads (never holding up the program's end, as an
+    executor's threads would); `ask` early, `take` in order."""
 
     def __init__(self, client: Client, transport: str, timeout: float):
         self._client, self._transport = client, transport
         self._timeout = min(timeout, THUMBNAIL_TIMEOUT_S)
-        self._pool = ThreadPoolExecutor(READERS, thread_name_prefix="thumbnail")
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._asked: dict[str, Future] = {}
+        for number in range(READERS):
+            threading.Thread(target=self._work, name=f"thumbnail-{number}", daemon=True).start()
 
     def ask(self, device_path: str, entry: MediaEntry | None) -> None:
         if entry is not None and device_path not in self._asked:
-            self._asked[device_path] = self._pool.submit(self._read, entry)
+            future: Future = Future()
+            self._asked[device_path] = future
+            self._jobs.put((entry, future))
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            entry, future = job
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(self._read(entry))
+                except Exception as error:  # noqa: BLE001 (never leave a photo waiting)
+                    log.exception("thumbnail read failed")
+                    future.set_result(f"thumbnail not read ({type(error).__name__})")
 
     def take(self, device_path: str) -> bytes | str:
         """The thumbnail's bytes, or why there is none."""
@@ -84,7 +101,10 @@ class ThumbnailReader:
         return data if data else "the phone sent no thumbnail"
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        for future in self._asked.values():
+            future.cancel()
+        for _ in range(READERS):
+            self._jobs.put(None)
 
 
 def keep_lean(thumbnail: bytes | str, entry: MediaEntry | None, zone: str, target: Path,
