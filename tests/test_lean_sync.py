@@ -212,3 +212,30 @@ def test_originals_are_kept_byte_for_byte_and_left_as_they_are(adb, phone, tmp_p
         rows = state.photos(report.serial)
     assert {Path(p).name: row.lean for p, row in rows.items()} == {"a.jpg": False, "b.jpg": False,
                                                                    "c.jpg": True}
+
+
+def test_a_cable_pulled_during_a_read_ends_the_sync_in_one_line_and_keeps_the_rest(adb, phone,
+                                                                                  tmp_path):
+    from device.phone_errors import PhoneConnectionLost
+
+    put(phone.root, "newest.jpg", camera_jpeg(1200, 900, 1), mtime=MTIME + 20)
+    put(phone.root, "middle.jpg", camera_jpeg(1200, 900, 2), mtime=MTIME + 10)
+    put(phone.root, "oldest.jpg", camera_jpeg(1200, 900, 3), mtime=MTIME)
+    phone.thumbnail_faults[f"/sdcard/{CAMERA}/middle.jpg"] = "cut"
+    gallery = tmp_path / "gallery"
+    with pytest.raises(PhoneConnectionLost) as lost:
+        sync(adb, gallery)
+    assert "\n" not in str(lost.value) and "sync again" in str(lost.value)
+    folder = gallery / phone.serialno
+    left = kept(folder)
+    assert all(not name.rsplit("/", 1)[1].startswith(".") for name in left)   # nothing partial
+    assert f"{CAMERA}/middle.jpg" not in left
+    for path in left.values():
+        check_kept(path, int(path.stat().st_mtime))
+
+    del phone.thumbnail_faults[f"/sdcard/{CAMERA}/middle.jpg"]
+    adb.connect(phone)                                   # plugged in again: the rest arrives
+    report = sync(adb, gallery)
+    assert sorted(kept(folder)) == [f"{CAMERA}/{n}" for n in ("middle.jpg", "newest.jpg",
+                                                               "oldest.jpg")]
+    assert report.unchanged == len(left)
