@@ -14,7 +14,6 @@ from skimage import data
 
 from tests.hand_video import FPS, hand_video_frames
 from tools.fixtures.fake_phone import FakePhone
-from tools.fixtures.pointer_video import Pointing
 from tools.fixtures.tiny_checkpoints import write_tiny_checkpoints
 
 DT = 1.0 / FPS
@@ -55,7 +54,7 @@ def test_a_photo_taken_while_main_py_runs_is_searched(adb, phone, tmp_path):
     app.phone_sync.start()
     app.worker.start()
     t = 0.0
-    rest = Pointing()
+    empty = [frame for frame in frames if frame[1] == "empty"][:1]    # no hand: nothing pressed
 
     def step(frame_list) -> None:
         nonlocal t
@@ -67,9 +66,7 @@ def test_a_photo_taken_while_main_py_runs_is_searched(adb, phone, tmp_path):
         deadline = time.monotonic() + timeout
         while not condition():
             assert time.monotonic() < deadline, "timed out"
-            rest.frames.clear()
-            rest.rest(DT)
-            step(rest.frames)
+            step(empty)
             time.sleep(DT)
 
     def results() -> list[dict]:
