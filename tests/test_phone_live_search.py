@@ -41,7 +41,7 @@ def phone(adb, tmp_path):
 
 
 def test_a_photo_taken_while_main_py_runs_is_searched(adb, phone, tmp_path):
-    import main
+    from sketch_search.app import draw as main
 
     log = tmp_path / "events.jsonl"
     frames = list(hand_video_frames())                # draw a circle, hold to save, let go
@@ -73,7 +73,7 @@ def test_a_photo_taken_while_main_py_runs_is_searched(adb, phone, tmp_path):
         return [e for e in events(log) if e["event"] == "results"]
 
     def indexed(count: int) -> bool:        # pacing only: the results events are the check
-        index = app.worker._scheduler.index
+        index = app.worker.index
         return index is not None and index.done and index.total == count
     try:
         assert app.worker.loaded.wait(120) and not app.worker.load_error
