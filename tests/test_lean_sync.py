@@ -239,3 +239,42 @@ def test_a_cable_pulled_during_a_read_ends_the_sync_in_one_line_and_keeps_the_re
     assert sorted(kept(folder)) == [f"{CAMERA}/{n}" for n in ("middle.jpg", "newest.jpg",
                                                                "oldest.jpg")]
     assert report.unchanged == len(left)
+
+
+@pytest.fixture
+def small_disk(tmp_path) -> Iterator[Path]:
+    """A 256 KiB tmpfs: a real disk that fills (mounting needs root, as CI runs)."""
+    import subprocess
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"cannot mount a small tmpfs under CI: {done.stderr.strip()}")
+        pytest.skip(f"a full disk needs a small tmpfs, and mounting one failed: {done.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_disk_that_fills_ends_the_sync_in_one_line_and_keeps_what_was_kept(adb, phone, small_disk):
+    from sketch_search.common.errors import GalleryError
+
+    for index in range(60):                     # far more thumbnails than 256 KiB hold
+        put(phone.root, f"IMG_{index:04d}.jpg", camera_jpeg(1200, 900, index), mtime=MTIME + index)
+    gallery = small_disk / "gallery"
+    with pytest.raises(GalleryError) as full:
+        sync(adb, gallery)
+    message = str(full.value)
+    assert "\n" not in message and "space" in message, message
+    folder = gallery / phone.serialno
+    left = kept(folder)
+    assert 0 < len(left) < 60
+    assert all(not name.rsplit("/", 1)[1].startswith(".") for name in left)   # nothing partial
+    for path in left.values():
+        check_kept(path, int(path.stat().st_mtime))
+    with SyncState(gallery) as state:
+        recorded = {Path(p).name for p in state.photos(phone.serialno)}
+    assert recorded == {Path(name).name for name in left}       # the record lists what is kept
