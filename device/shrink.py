@@ -15,6 +15,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from sketch_search.common.heif import register_heif
+
 LONG_SIDE = 1024                  # what is kept at most (the window shows 640 x 480)
 MIN_SHORT_SIDE = 256              # what the embedder needs (DINOv2: 256 px short side)
 MAX_PIXELS = 120_000_000          # a 108 MP camera photo fits; a decompression bomb does not
@@ -62,6 +64,7 @@ def capture_stamp(taken_ms: int | None, zone: str) -> tuple[str, str] | None:
 
 
 def _decode(source: bytes | Path) -> Image.Image:
+    register_heif()     # a Galaxy's originals are often HEIC
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

@@ -278,3 +278,27 @@ def test_a_disk_that_fills_ends_the_sync_in_one_line_and_keeps_what_was_kept(adb
     with SyncState(gallery) as state:
         recorded = {Path(p).name for p in state.photos(phone.serialno)}
     assert recorded == {Path(name).name for name in left}       # the record lists what is kept
+
+
+def test_a_heic_original_falls_back_and_is_shrunk_in_a_fresh_process(adb, phone, tmp_path):
+    """The fallback decodes a Galaxy's HEIC original itself: `python -m device sync` never
+    imports the gallery's decoder, so nothing else has taught Pillow HEIC in that process."""
+    import subprocess
+    import sys
+
+    import skimage.data
+
+    from sketch_search.common.heif import register_heif
+
+    assert register_heif()
+    heic = tmp_path / "IMG_7.heic"
+    Image.fromarray(skimage.data.chelsea()).resize((1200, 900)).save(heic, quality=90)
+    put(phone.root, "IMG_7.heic", heic.read_bytes())
+    phone.thumbnail_faults[f"/sdcard/{CAMERA}/IMG_7.heic"] = "refuse"
+    gallery = tmp_path / "gallery"
+    done = subprocess.run([sys.executable, "-m", "device", "--adb-port", str(adb.port), "sync",
+                           "--dest", str(gallery), "--json"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert sorted(kept(gallery / phone.serialno)) == [f"{CAMERA}/IMG_7.jpg"]
+    check_kept(gallery / phone.serialno / CAMERA / "IMG_7.jpg")
