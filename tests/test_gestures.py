@@ -28,7 +28,7 @@ from sketch.gestures import (
     gesture_for_hand,
     load_finger_model,
 )
-from sketch.tracker import PHOTO_DETECTION_CONFIDENCE, HandTracker
+from sketch.photo_detection import photo_tracker
 from sketch_search.common.errors import CheckpointFormatError, MissingCheckpointError
 from tests.conftest import ROOT, shared_path
 from tools.evaluate_gestures import (
@@ -70,7 +70,7 @@ def photos():
 def detections(photos):
     """{"upright"|"turned": [Hand | None per photo]}; the turns are the eval command's (seed 0)."""
     paths = [path for path, _ in photos]
-    with HandTracker(static_image_mode=True, min_detection_confidence=PHOTO_DETECTION_CONFIDENCE) as tracker:
+    with photo_tracker() as tracker:
         return {
             "upright": detect_photos(paths, tracker=tracker, progress=False),
             "turned": detect_photos(paths, rotation_angles(len(paths), MAX_TURN, seed=0), tracker=tracker,

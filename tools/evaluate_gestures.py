@@ -102,11 +102,11 @@ def detect_photos(paths: Sequence[Path], angles: Sequence[float] | None = None,
     """
     from tqdm import tqdm
 
-    from sketch.tracker import PHOTO_DETECTION_CONFIDENCE, HandTracker
+    from sketch.photo_detection import detect_in_photo, photo_tracker
 
     own = tracker is None
     if own:
-        tracker = HandTracker(static_image_mode=True, min_detection_confidence=PHOTO_DETECTION_CONFIDENCE)
+        tracker = photo_tracker()
     try:
         hands = []
         for i, path in enumerate(tqdm(paths, desc="detecting hands", unit="photo", disable=not progress)):
@@ -115,7 +115,7 @@ def detect_photos(paths: Sequence[Path], angles: Sequence[float] | None = None,
                 image = change(i, image)
             if angles is not None and angles[i]:
                 image = rotate_photo(image, float(angles[i]), interpolation)
-            hands.append(tracker.detect_in_photo(image))
+            hands.append(detect_in_photo(image, tracker))
         return hands
     finally:
         if own:
