@@ -28,6 +28,7 @@ import numpy as np
 
 from sketch.plausibility import doubt_about
 from sketch_search.common.errors import CheckpointFormatError, MissingCheckpointError
+from sketch_search.common.files import write_text_atomically
 
 if TYPE_CHECKING:  # only for type hints: this module never loads MediaPipe itself
     from sketch.tracker import Hand
@@ -169,7 +170,7 @@ class FingerModel:
         data = {"format": MODEL_FORMAT, "version": 1,
                 "fingers": {name: self.classifiers[name].to_json() for name in FINGERS},
                 "info": self.info}
-        Path(path).write_text(json.dumps(data, indent=1) + "\n")
+        write_text_atomically(Path(path), json.dumps(data, indent=1) + "\n")
 
     @classmethod
     def load(cls, path: Path) -> FingerModel:

@@ -32,6 +32,7 @@ from sketch.photo_detection import photo_tracker
 from sketch_search.common.errors import CheckpointFormatError, MissingCheckpointError
 from tests.conftest import ROOT, shared_path
 from tools.evaluate_gestures import (
+    EvaluationResult,
     LabelledPhotosError,
     detect_photos,
     labelled_photos,
@@ -350,20 +351,43 @@ def _run_eval(*args: str) -> subprocess.CompletedProcess:
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
 
 
-def test_eval_command_prints_a_table_and_accuracy_last(photos, tmp_path):
+def test_eval_command_prints_a_table_and_the_fixed_lines(photos, tmp_path):
     for path, label in photos[::20]:  # a couple of photos per class
         (tmp_path / str(label)).mkdir(exist_ok=True)
         shutil.copy(path, tmp_path / str(label) / path.name)
     result = _run_eval("--eval", str(tmp_path), "--rotate", "30")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
-    assert lines[0].split() == ["class", "n", "correct", "accuracy", "no", "hand"]
-    rows = [line.split() for line in lines[1:-2]]
+    assert lines[0].split() == ["class", "n", "correct", "accuracy", "no", "hand", "declined"]
+    rows = [line.split() for line in lines[1:-4]]
     assert [int(r[0]) for r in rows] == sorted({label for _, label in photos[::20]})
     assert sum(int(r[1]) for r in rows) == len(photos[::20])
-    assert re.fullmatch(r"no hand detected: \d+ of \d+ \(counted as wrong\)", lines[-2])
-    match = re.fullmatch(r"accuracy: (\d\.\d{4})", lines[-1])
-    assert match and float(match.group(1)) >= 0.9
+    missed = re.fullmatch(r"no hand detected: (\d+) of (\d+) \(not right, not wrong\)", lines[-4])
+    declined = re.fullmatch(r"declined: (\d+) of (\d+) \(not right, not wrong\)", lines[-3])
+    wrong = re.fullmatch(r"wrong: (\d\.\d{4})", lines[-2])
+    accuracy = re.fullmatch(r"accuracy: (\d\.\d{4})", lines[-1])
+    assert missed and declined and wrong and accuracy, lines
+    total = len(photos[::20])
+    assert int(missed.group(2)) == int(declined.group(2)) == total
+    # the columns add up to the lines, and right + wrong + declined + missed is every photo
+    assert sum(int(r[4]) for r in rows) == int(missed.group(1))
+    assert sum(int(r[5]) for r in rows) == int(declined.group(1))
+    right = sum(int(r[2]) for r in rows)
+    assert float(accuracy.group(1)) == pytest.approx(right / total, abs=1e-4)
+    wrong_n = round(float(wrong.group(1)) * total)
+    assert right + wrong_n + int(declined.group(1)) + int(missed.group(1)) == total
+    assert float(accuracy.group(1)) >= 0.9
+    assert not any(re.match(r"\d", line) for line in lines)
+
+
+def test_declined_hands_are_neither_right_nor_wrong():
+    result = EvaluationResult(labels=[2, 2, 3, 3], counts=[2, None, 4, None], declined=[False, True, False, False])
+    assert result.accuracy == 0.25 and result.wrong == 0.25
+    assert result.missed == 1 and result.declined_count == 1
+    assert [row[4:] for row in result.table()] == [(0, 1), (1, 0)]
+    lines = report_lines(result)
+    assert lines[-4:] == ["no hand detected: 1 of 4 (not right, not wrong)", "declined: 1 of 4 (not right, not wrong)",
+                          "wrong: 0.2500", "accuracy: 0.2500"]
 
 
 def test_eval_command_refuses_a_bad_folder_in_one_line(tmp_path):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sketch.gestures import FingerModel, count_extended_fingers
+from sketch.gestures import SCORE_MARGIN, FingerModel, read_hand
 from sketch.tracker import Hand, HandTracker
 from sketch_search.common.command import run_command, setup_logging
 from sketch_search.common.errors import NotAnImageError, SketchSearchError
@@ -124,32 +124,55 @@ def detect_photos(paths: Sequence[Path], angles: Sequence[float] | None = None,
 
 @dataclass
 class EvaluationResult:
-    labels: list[int]
-    counts: list[int | None]  # None: no hand detected
+    """Labels and reads of a set of photos. counts: the count read, None where no hand was found
+    or the read was declined (`declined` True: a hand was found but not read)."""
 
-    def table(self) -> list[tuple[int, int, int, float]]:
-        """(class, n, correct, accuracy) per class present."""
+    labels: list[int]
+    counts: list[int | None]
+    declined: list[bool] | None = None
+
+    def __post_init__(self) -> None:
+        if self.declined is None:
+            self.declined = [False] * len(self.labels)
+
+    def table(self) -> list[tuple[int, int, int, float, int, int]]:
+        """(class, n, correct, accuracy, no hand, declined) per class present."""
         rows = []
         for label in sorted(set(self.labels)):
-            pairs = [(t, c) for t, c in zip(self.labels, self.counts) if t == label]
-            correct = sum(t == c for t, c in pairs)
-            rows.append((label, len(pairs), correct, correct / len(pairs)))
+            rows_of = [(c, d) for t, c, d in zip(self.labels, self.counts, self.declined) if t == label]
+            correct = sum(c == label for c, _ in rows_of)
+            declined = sum(d for _, d in rows_of)
+            missed = sum(c is None and not d for c, d in rows_of)
+            rows.append((label, len(rows_of), correct, correct / len(rows_of), missed, declined))
         return rows
 
     @property
     def missed(self) -> int:
-        return sum(c is None for c in self.counts)
+        """Photos where no hand was found."""
+        return sum(c is None and not d for c, d in zip(self.counts, self.declined))
+
+    @property
+    def declined_count(self) -> int:
+        return sum(self.declined)
 
     @property
     def accuracy(self) -> float:
+        """Right reads over all photos (a declined or missed hand is not right)."""
         return sum(t == c for t, c in zip(self.labels, self.counts)) / len(self.labels)
+
+    @property
+    def wrong(self) -> float:
+        """Wrong counts over all photos (a declined or missed hand is not wrong)."""
+        return sum(c is not None and t != c for t, c in zip(self.labels, self.counts)) / len(self.labels)
 
 
 def score_hands(labels: Sequence[int], hands: Iterable[Hand | None],
-                model: FingerModel | None = None) -> EvaluationResult:
-    counts = [None if hand is None else count_extended_fingers(hand.points_3d(), hand.handedness, model)
-              for hand in hands]
-    return EvaluationResult(labels=list(labels), counts=counts)
+                model: FingerModel | None = None, margin: float = SCORE_MARGIN) -> EvaluationResult:
+    """Read every hand (None: none found); declined reads are kept apart from misses."""
+    readings = [None if hand is None else read_hand(hand, model, margin) for hand in hands]
+    return EvaluationResult(labels=list(labels),
+                            counts=[None if r is None else r.count for r in readings],
+                            declined=[r is not None and r.declined for r in readings])
 
 
 def evaluate_folder(root: Path, rotate: float = 0.0, seed: int = 0, progress: bool = True,
@@ -162,12 +185,15 @@ def evaluate_folder(root: Path, rotate: float = 0.0, seed: int = 0, progress: bo
 
 
 def report_lines(result: EvaluationResult) -> list[str]:
-    """The per-class table, the misses and, last, `accuracy: 0.xxxx`."""
-    lines = [f"{'class':>5}  {'n':>5}  {'correct':>7}  {'accuracy':>8}  {'no hand':>7}"]
-    for label, n, correct, accuracy in result.table():
-        missed = sum(c is None for t, c in zip(result.labels, result.counts) if t == label)
-        lines.append(f"{label:>5}  {n:>5}  {correct:>7}  {accuracy:>8.4f}  {missed:>7}")
-    lines.append(f"no hand detected: {result.missed} of {len(result.labels)} (counted as wrong)")
+    """The per-class table, then `no hand detected: N of M`, `declined: N of M`, `wrong: 0.xxxx`
+    and, last, `accuracy: 0.xxxx`; no other line begins with a digit (the table's rows are indented)."""
+    lines = [f"{'class':>6}  {'n':>5}  {'correct':>7}  {'accuracy':>8}  {'no hand':>7}  {'declined':>8}"]
+    for label, n, correct, accuracy, missed, declined in result.table():
+        lines.append(f"{label:>6}  {n:>5}  {correct:>7}  {accuracy:>8.4f}  {missed:>7}  {declined:>8}")
+    total = len(result.labels)
+    lines.append(f"no hand detected: {result.missed} of {total} (not right, not wrong)")
+    lines.append(f"declined: {result.declined_count} of {total} (not right, not wrong)")
+    lines.append(f"wrong: {result.wrong:.4f}")
     lines.append(f"accuracy: {result.accuracy:.4f}")
     return lines
 
