@@ -345,8 +345,9 @@ class GestureStabilizer:
     """Holds the current gesture until a new one has been seen `frames` times in a row.
 
     A finger half-way through bending can read as extended for a frame; without this the
-    pen colour would flicker. No hand (None) counts as PEN_UP. An UNSURE frame changes nothing:
-    the current gesture stays and a new one's count of frames starts over.
+    pen colour would flicker. No hand (None) counts as PEN_UP. An UNSURE frame is skipped: it
+    changes nothing and is not counted (a hand read only now and then, between declined frames,
+    still changes the gesture after `frames` reads of it in a row).
     """
 
     def __init__(self, frames: int = 3, initial: Gesture = Gesture.PEN_UP) -> None:
@@ -365,7 +366,6 @@ class GestureStabilizer:
         """Feed one frame's gesture; returns the stable gesture after it."""
         gesture = Gesture.PEN_UP if gesture is None else gesture
         if gesture is Gesture.UNSURE:
-            self._candidate, self._seen = self._current, 0
             return self._current
         if gesture == self._current:
             self._candidate, self._seen = gesture, 0

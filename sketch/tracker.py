@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from sketch.plausibility import doubt_about_hand
+from sketch.views import box_around, look_closer
 from sketch_search.common.native_env import quiet_native_logs
 
 logger = logging.getLogger(__name__)
@@ -200,6 +202,55 @@ MASK_GREY = 128
 SAME_HAND = 0.5
 
 
+# The second look in video: when a tracked hand's landmarks are implausible, a static detection on
+# a tighter, upscaled crop around where the hand was in the previous frame, at most once every
+# SECOND_LOOK_EVERY frames (it costs about two trackings; BENCHMARKS.md, "Declining what it
+# cannot see"), so the loop keeps 30 fps. A plausible fit found so replaces the tracked one.
+SECOND_LOOK_EVERY = 5
+
+
+class SecondLook:
+    """Replaces implausible hands with a plausible fit from a crop, now and then (see above)."""
+
+    def __init__(self, every: int = SECOND_LOOK_EVERY) -> None:
+        if every < 1:
+            raise ValueError(f"every must be at least 1, got {every}")
+        self.every = every
+        self.looks = 0                      # second looks taken
+        self.kept = 0                       # of which gave a plausible fit
+        self._since = every                 # frames since the last look
+        self._previous: list[Hand] = []     # the hands of the previous frame, as tracked
+        self._static: HandTracker | None = None   # made on first need
+
+    def __call__(self, frame: np.ndarray, hands: list[Hand]) -> list[Hand]:
+        """This frame's hands, an implausible one replaced when a look is due and finds better."""
+        self._since += 1
+        previous, self._previous = self._previous, list(hands)
+        out = []
+        for hand in hands:
+            if self._since >= self.every and doubt_about_hand(hand) is not None:
+                self._since = 0
+                hand = self._look(frame, hand, previous)
+            out.append(hand)
+        return out
+
+    def _look(self, frame: np.ndarray, hand: Hand, previous: list[Hand]) -> Hand:
+        around = next((before for before in previous if same_hand(before, hand)), hand)
+        if self._static is None:
+            self._static = HandTracker(static_image_mode=True)
+        self.looks += 1
+        closer = look_closer(self._static, frame, box_around(around.landmarks_px()))
+        if closer is None or doubt_about_hand(closer) is not None:
+            return hand
+        self.kept += 1
+        return closer
+
+    def close(self) -> None:
+        if self._static is not None:
+            self._static.close()
+            self._static = None
+
+
 class TwoHandTracker:
     """Up to two hands in each webcam frame, at about the cost of one while one is in view.
 
@@ -210,12 +261,13 @@ class TwoHandTracker:
     `eager_every`-th when the caller expects one), in the frame with the first hand painted
     over, and once found follows it every `track_every`-th frame. Hands come back first
     tracker's first; which hand draws is the caller's business (AirPen keeps the pen
-    with the hand that was drawing).
+    with the hand that was drawing). `second_look_every`: implausible hands get a SecondLook at
+    most every that many frames (0: never).
     """
 
     def __init__(self, search_every: int = SECOND_HAND_EVERY, eager_every: int = EAGER_SEARCH_EVERY,
                  track_every: int = TRACK_SECOND_EVERY, min_detection_confidence: float = 0.5,
-                 min_tracking_confidence: float = 0.5) -> None:
+                 min_tracking_confidence: float = 0.5, second_look_every: int = SECOND_LOOK_EVERY) -> None:
         if min(search_every, eager_every, track_every) < 1:
             raise ValueError(f"search_every, eager_every and track_every must be at least 1, got "
                              f"{search_every}, {eager_every}, {track_every}")
@@ -228,6 +280,7 @@ class TwoHandTracker:
         self._second_tracker = HandTracker(**options)
         self._second: Hand | None = None     # the second hand as last seen
         self._frames_since_search = 0
+        self.second_look = SecondLook(second_look_every) if second_look_every else None
 
     def process_all(self, frame_rgb: np.ndarray, eager: bool = False) -> list[Hand]:
         """The hands in this frame: none, one, or two (the first tracker's first). `eager`: a
@@ -250,11 +303,14 @@ class TwoHandTracker:
             self._second = self._second_tracker.process(without_hand(frame, first))
         if self._second is not None and same_hand(first, self._second):
             self._second = None
-        return [first] if self._second is None else [first, self._second]
+        hands = [first] if self._second is None else [first, self._second]
+        return hands if self.second_look is None else self.second_look(frame, hands)
 
     def close(self) -> None:
         self._first.close()
         self._second_tracker.close()
+        if self.second_look is not None:
+            self.second_look.close()
 
     def __enter__(self) -> TwoHandTracker:
         return self
