@@ -141,6 +141,13 @@ def draw_hold_ring(view: np.ndarray, point: tuple[float, float], progress: float
     cv2.ellipse(view, center, (28, 28), 0, -90, end, ACCENT, 6, cv2.LINE_AA)
 
 
+def draw_unsure(view: np.ndarray, point: tuple[float, float]) -> None:
+    """A quiet grey "?" on a hand whose fingers were not read (declined), with a light halo."""
+    center = (int(round(point[0])), int(round(point[1])))
+    _centred(view, "?", center, 1.0, (255, 255, 255), 5)
+    _centred(view, "?", center, 1.0, (120, 120, 120), 2)
+
+
 def draw_toast(view: np.ndarray, message: str, error: bool = False) -> None:
     """A one-line message across the top of the live view."""
     line = fit_text(message, view.shape[1] - 2 * GAP, 0.6)

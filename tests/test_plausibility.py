@@ -199,3 +199,21 @@ def test_an_unsure_fist_gives_no_pointer_and_presses_no_control():
     assert [p.name for p in presses(as_hand(fist))] == ["show-on-phone"]   # a sure fist presses
     assert presses(as_hand(fist, score=0.5)) == []
     assert presses(as_hand(longer_finger(fist, "index", 3.0))) == []
+
+
+def test_the_window_draws_a_quiet_question_mark_on_an_unsure_hand_only():
+    from sketch_search.app.window_picture import draw_pen
+
+    pen = AirPen(Canvas(*VIEW))
+    unsure = as_hand(synthetic_hand((0, 0, 0, 0, 0)), score=0.5)
+    pen.update([unsure], 0.0)
+    view = np.full((VIEW[1], VIEW[0], 3), 40, np.uint8)
+    draw_pen(view, pen)
+    x, y = (int(v) for v in pen.unsure_points[0])
+    changed = np.argwhere((view != 40).any(axis=-1))
+    assert len(changed) and np.abs(changed.mean(axis=0) - (y, x)).max() < 15   # on the hand
+    assert len(changed) < 1500                                                # small and quiet
+    pen.update([as_hand(synthetic_hand((0, 0, 0, 0, 0)))], 1 / FPS)
+    plain = np.full_like(view, 40)
+    draw_pen(plain, pen)
+    assert (plain == 40).all()   # a fist read surely: no mark at all
