@@ -117,6 +117,13 @@ def finger_features(landmarks: np.ndarray) -> dict[str, np.ndarray]:
             _norm(tip - wrist) / (_norm(middle_joint - wrist) + _EPS),
         ], axis=-1)
 
+    features["thumb"] = _thumb_features(p)
+    return {name: features[name] for name in FINGERS}
+
+
+def _thumb_features(p: np.ndarray) -> np.ndarray:
+    """(..., 4) the thumb's features (see finger_features) from (..., 21, 3) points."""
+    wrist = p[..., WRIST, :]
     index_base, middle_base, pinky_base = p[..., 5, :], p[..., 9, :], p[..., 17, :]
     across = index_base - pinky_base
     palm_width = _norm(across) + _EPS
@@ -125,13 +132,12 @@ def finger_features(landmarks: np.ndarray) -> dict[str, np.ndarray]:
     thumb_mcp, thumb_tip = p[..., 2, :], p[..., 4, :]
     other_joints = p[..., [6, 7, 8, 10, 11, 12, 14, 15, 16, 18, 19, 20], :]
     nearest = _norm(other_joints - thumb_tip[..., None, :]).min(axis=-1)
-    features["thumb"] = np.stack([
+    return np.stack([
         np.sum(_unit(thumb_tip - thumb_mcp) * across, axis=-1),
         np.sum((thumb_tip - index_base) * across, axis=-1) / palm_width,
         _norm(thumb_tip - pinky_base) / palm_length,
         nearest / palm_length,
     ], axis=-1)
-    return {name: features[name] for name in FINGERS}
 
 
 # --- the model ------------------------------------------------------------------------

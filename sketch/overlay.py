@@ -182,7 +182,13 @@ def render_panel(height: int, results: ResultsView | None) -> np.ndarray:
         for i, line in enumerate(HELP_LINES):
             text(panel, line, (GAP * 2, 76 + 24 * i), 0.5, TEXT if i == 0 else DIM)
         return panel
-    # Row 1: sketch and generated image, the caption beside them.
+    _draw_first_row(panel, results)
+    _draw_matches(panel, height, results)
+    return panel
+
+
+def _draw_first_row(panel: np.ndarray, results: ResultsView) -> None:
+    """Row 1: sketch and generated image, the caption beside them."""
     for column, (image, label) in enumerate([(results.sketch, "sketch"), (results.generated, "generated")]):
         x = GAP + column * (BIG_TILE + GAP)
         if image is None:  # a preview: no generated image yet
@@ -198,7 +204,10 @@ def render_panel(height: int, results: ResultsView | None) -> np.ndarray:
     for i, line in enumerate(wrap_text(caption, caption_width, 0.5, 5)):
         text(panel, line, (caption_x, 44 + 20 * i), 0.5, TEXT)
     text(panel, f"{results.seconds:.1f} s", (caption_x, GAP + BIG_TILE), 0.45, DIM)
-    # Rows 2-: the gallery's best matches with their cosine scores.
+
+
+def _draw_matches(panel: np.ndarray, height: int, results: ResultsView) -> None:
+    """Rows 2-: the gallery's best matches with their cosine scores."""
     rows = max(0, (height - RESULTS_TOP) // (TILE + GAP))
     shown = results.photos[:rows * TILE_COLUMNS]
     heading = (f"top {len(results.photos)} of {results.gallery_size} photos"
@@ -225,7 +234,6 @@ def render_panel(height: int, results: ResultsView | None) -> np.ndarray:
         text(panel, f"{i + 1}. {score:.3f}", (x + 4, y + TILE - 6), 0.5, ACCENT, 1)
     if len(results.photos) > len(shown):
         text(panel, f"+{len(results.photos) - len(shown)} more in the JSON", (GAP, height - GAP), 0.45, DIM)
-    return panel
 
 
 def compose(view: np.ndarray, panel: np.ndarray, bar: np.ndarray) -> np.ndarray:
