@@ -397,3 +397,29 @@ def test_eval_command_refuses_a_bad_folder_in_one_line(tmp_path):
         assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith("error: ")
     with pytest.raises(LabelledPhotosError, match="subfolders named 0 to 5"):
         labelled_photos(tmp_path)
+
+
+def test_detections_are_cached_per_photo_file_and_found_again_only_while_the_files_are_unchanged(photos, tmp_path):
+    import os
+
+    from tools.evaluate_gestures import cached_detect
+    from tools.train_gestures import cache_file, detect_copies
+
+    folder = tmp_path / "photos"
+    (folder / "2").mkdir(parents=True)
+    paths = [Path(shutil.copy(path, folder / "2" / path.name)) for path, label in photos if label == 2][:2]
+    cache = tmp_path / "cache"
+    first = cached_detect(paths, None, "linear", False, cache)
+    assert len(list(cache.glob("*.npz"))) == 1
+    again = cached_detect(paths, None, "linear", False, cache)
+    assert [h.handedness for h in again] == [h.handedness for h in first]
+    assert all(np.allclose(a.landmarks, b.landmarks) and a.image_size == b.image_size for a, b in zip(again, first))
+    kinds = ("upright",)
+    name = cache_file(folder, paths, kinds, 45.0, 1)
+    copies = detect_copies(paths, 0, 45.0, 1, cache / name, checks=0)
+    assert np.allclose(copies.points[0], [h.points_3d() for h in first])
+    stamp = paths[0].stat().st_mtime_ns
+    os.utime(paths[0], ns=(stamp + 10**9, stamp + 10**9))   # the photo changed on disk
+    assert cache_file(folder, paths, kinds, 45.0, 1) != name
+    cached_detect(paths, None, "linear", False, cache)
+    assert len(list(cache.glob("eval-*.npz"))) == 2            # detected again, under a new key

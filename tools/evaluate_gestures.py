@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from sketch.gestures import SCORE_MARGIN, FingerModel, read_hand
 from sketch.tracker import Hand, HandTracker
 from sketch_search.common.command import run_command, setup_logging
 from sketch_search.common.errors import NotAnImageError, SketchSearchError
-from sketch_search.common.files import is_photo_name
+from sketch_search.common.files import is_photo_name, write_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -122,6 +123,47 @@ def detect_photos(paths: Sequence[Path], angles: Sequence[float] | None = None,
             tracker.close()
 
 
+def file_key(paths: Sequence[Path]) -> np.ndarray:
+    """What a cache of these photos' detections is valid for: each path with its mtime and size."""
+    return np.array([f"{Path(p).resolve()}|{Path(p).stat().st_mtime_ns}|{Path(p).stat().st_size}" for p in paths])
+
+
+def write_atomic_npz(path: Path, **arrays: np.ndarray) -> None:
+    """np.savez_compressed through a temporary file renamed into place (never half a cache)."""
+    write_atomically(path, lambda tmp: np.savez_compressed(tmp, **arrays))
+
+
+# Bump when photo detection changes what it finds (views, second look): cached hands are then stale.
+DETECTION_VERSION = "2: PHOTO_VIEWS + second look"
+
+
+def cached_detect(paths: Sequence[Path], angles: np.ndarray | None, interpolation: str, progress: bool,
+                  cache: Path | None) -> list[Hand | None]:
+    """detect_photos, kept in an npz under `cache` for the same photos (path, mtime, size), turns
+    and DETECTION_VERSION, so evaluating another model does not run MediaPipe again."""
+    if cache is None:
+        return detect_photos(paths, angles, progress=progress, interpolation=interpolation)
+    key = "\n".join([*file_key(paths), DETECTION_VERSION, interpolation,
+                      "" if angles is None else ",".join(f"{a:.6f}" for a in angles)])
+    path = cache / f"eval-{Path(paths[0]).parents[1].name}-{hashlib.sha1(key.encode()).hexdigest()[:12]}.npz"
+    if path.is_file():
+        logger.info("using hands cached in %s", path)
+        data = np.load(path)
+        return [None if np.isnan(data["landmarks"][i, 0, 0]) else
+                Hand(landmarks=data["landmarks"][i], handedness=str(data["handedness"][i]),
+                     score=float(data["scores"][i]), image_size=tuple(int(v) for v in data["sizes"][i]))
+                for i in range(len(paths))]
+    hands = detect_photos(paths, angles, progress=progress, interpolation=interpolation)
+    found = [h for h in hands if h is not None]
+    write_atomic_npz(
+        path, landmarks=np.stack([np.full((21, 3), np.nan, np.float32) if h is None else h.landmarks for h in hands]),
+        handedness=np.array(["" if h is None else h.handedness for h in hands]),
+        scores=np.array([np.nan if h is None else h.score for h in hands]),
+        sizes=np.array([(0, 0) if h is None else h.image_size for h in hands]))
+    logger.info("cached %d hands in %s", len(found), path)
+    return hands
+
+
 @dataclass
 class EvaluationResult:
     """Labels and reads of a set of photos. counts: the count read, None where no hand was found
@@ -176,11 +218,12 @@ def score_hands(labels: Sequence[int], hands: Iterable[Hand | None],
 
 
 def evaluate_folder(root: Path, rotate: float = 0.0, seed: int = 0, progress: bool = True,
-                    interpolation: str = "linear") -> EvaluationResult:
-    """Count fingers on every photo of root/<N>/ (turned by up to `rotate` degrees, seeded)."""
+                    interpolation: str = "linear", cache: Path | None = None) -> EvaluationResult:
+    """Count fingers on every photo of root/<N>/ (turned by up to `rotate` degrees, seeded);
+    `cache`: a folder keeping the hands found between runs."""
     photos = labelled_photos(root)
     angles = rotation_angles(len(photos), rotate, seed) if rotate > 0 else None
-    hands = detect_photos([path for path, _ in photos], angles, progress=progress, interpolation=interpolation)
+    hands = cached_detect([path for path, _ in photos], angles, interpolation, progress, cache)
     return score_hands([label for _, label in photos], hands)
 
 
@@ -209,12 +252,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--interpolation", choices=INTERPOLATIONS, default="linear",
                         help="how turned photos are resampled (default linear; the held-out check uses cubic)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--cache", type=Path, help="folder keeping the hands found (an npz per folder and "
+                        "turn, used again only for the same photos and file times)")
     args = parser.parse_args(argv)
     setup_logging()
     if args.rotate < 0:
         raise LabelledPhotosError(f"--rotate must be 0 or more degrees, got {args.rotate}")
     result = evaluate_folder(args.folder, rotate=args.rotate, seed=args.seed, progress=not args.no_progress,
-                             interpolation=args.interpolation)
+                             interpolation=args.interpolation, cache=args.cache)
     print("\n".join(report_lines(result)))
     return 0
 

@@ -43,13 +43,14 @@ from sketch.gestures import (
 from sketch.plausibility import doubt_about
 from sketch_search.common.command import run_command, setup_logging
 from sketch_search.common.errors import SketchSearchError
-from sketch_search.common.files import write_atomically
 from tools.evaluate_gestures import (
     INTERPOLATIONS,
     cv2_interpolation,
     detect_photos,
+    file_key,
     labelled_photos,
     rotation_angles,
+    write_atomic_npz,
 )
 
 logger = logging.getLogger(__name__)
@@ -236,11 +237,6 @@ class Detections:
         return np.array([kind != CHECK for kind in self.kinds])
 
 
-def file_key(paths: Sequence[Path]) -> np.ndarray:
-    """What a cache of these photos' detections is valid for: each path with its mtime and size."""
-    return np.array([f"{Path(p).resolve()}|{Path(p).stat().st_mtime_ns}|{Path(p).stat().st_size}" for p in paths])
-
-
 def cache_file(folder: Path, paths: Sequence[Path], kinds: tuple[str, ...], max_angle: float, seed: int) -> str:
     """The cache's file name for this folder, these photos and these copies."""
     digest = hashlib.sha1("\n".join([*file_key(paths), *kinds, f"{max_angle:g}", str(seed)]).encode()).hexdigest()
@@ -285,11 +281,6 @@ def detect_copies(paths: Sequence[Path], rotations: int, max_angle: float, seed:
         cache.parent.mkdir(parents=True, exist_ok=True)
         write_atomic_npz(cache, points=points, angles=angles, kinds=np.array(kinds), files=file_key(paths))
     return Detections(points=points, angles=angles, kinds=kinds)
-
-
-def write_atomic_npz(path: Path, **arrays: np.ndarray) -> None:
-    """np.savez_compressed through a temporary file renamed into place (never half a cache)."""
-    write_atomically(path, lambda tmp: np.savez_compressed(tmp, **arrays))
 
 
 def jittered(points: np.ndarray, labels: np.ndarray, copies: int, jitter: float,
