@@ -6,8 +6,9 @@ finger joint bent backwards. `doubt_about` names the first such problem (None: p
 reader (sketch/gestures.py) then declines to count instead of guessing.
 
 The limits are wide on purpose, set on the landmarks MediaPipe fits to the 2,762 shared photos
-(hand-counts and hand-counting, each turned as in training): each check declines well under
-1 % of them (BENCHMARKS.md, "Declining what it cannot see").
+(hand-counts and hand-counting, upright and in training's turned copies): together they decline
+1 of 4,180 hand-counts fits and 90 of 9,363 hand-counting ones (BENCHMARKS.md, "Declining what
+it cannot see").
 
 Points are (21, 3) with one unit on every axis (Hand.points_3d()); numpy only, no MediaPipe.
 """
@@ -37,6 +38,9 @@ MAX_BONE_LENGTH = 0.95
 # A joint bent backwards (against the way the hand's other fingers bend) by more than this many
 # degrees. Fingers over-extend a little, and the landmarks' depth is noisy: the limit is wide.
 MAX_BACKWARD_DEGREES = 60.0
+# Past this a bend either way is the same fold (a curled finger's knuckle near 180 degrees reads
+# as +175 or -178): only bends between the two limits count as backwards.
+AMBIGUOUS_FOLD_DEGREES = 150.0
 # The other joints must bend at least this much in all (degrees) to tell which way is forwards.
 MIN_BEND_TO_ORIENT = 60.0
 # MediaPipe's handedness score is the confidence of its left/right label, 0.5 to 1: near 0.5 the
@@ -65,33 +69,34 @@ def _length_doubt(points: np.ndarray, palm: float) -> str | None:
 
 
 def signed_bends(points: np.ndarray) -> np.ndarray:
-    """(4, 3) bends in degrees of the long fingers' joints (MCP, PIP, DIP, index to pinky), signed
-    by their turn about the palm's across axis (pinky knuckle -> index knuckle): one sign for a
-    finger curling into the palm, the other for bending backwards (which sign is which depends on
-    the hand's side)."""
+    """(4, 3) bends in degrees of the long fingers' joints (MCP, PIP, DIP, index to pinky): the
+    turn about the palm's across axis (pinky knuckle -> index knuckle) from one bone to the next,
+    seen along that axis, so a finger spread sideways does not count. One sign is a finger curling
+    into the palm, the other bending backwards (which is which depends on the hand's side)."""
     across = points[5] - points[17]
     across = across / (np.linalg.norm(across) + 1e-9)
     bends = np.zeros((4, 3))
     for f, joints in enumerate(LONG_FINGERS.values()):
-        chain = [points[WRIST]] + [points[j] for j in joints]
+        chain = np.array([points[WRIST]] + [points[j] for j in joints])
+        bones = np.diff(chain, axis=0)
+        bones = bones - np.outer(bones @ across, across)   # seen along the across axis
         for j in range(3):
-            before, after = chain[j + 1] - chain[j], chain[j + 2] - chain[j + 1]
-            cos = np.dot(before, after) / (np.linalg.norm(before) * np.linalg.norm(after) + 1e-9)
-            angle = float(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))))
-            bends[f, j] = angle * np.sign(np.dot(np.cross(before, after), across))
+            before, after = bones[j], bones[j + 1]
+            turn = np.dot(np.cross(before, after), across)
+            bends[f, j] = np.degrees(np.arctan2(turn, np.dot(before, after)))
     return bends
 
 
 def _backward_doubt(points: np.ndarray) -> str | None:
     """A joint bent backwards: against the direction the hand's other joints bend in."""
     bends = signed_bends(points).ravel()
-    total = bends.sum()
+    total = bends[np.abs(bends) < AMBIGUOUS_FOLD_DEGREES].sum()
     names = [f"{finger} {joint}" for finger in LONG_FINGERS for joint in ("knuckle", "middle joint", "end joint")]
     for j, bend in enumerate(bends):
-        others = total - bend
+        others = total - (bend if abs(bend) < AMBIGUOUS_FOLD_DEGREES else 0.0)
         if abs(others) < MIN_BEND_TO_ORIENT:
             continue  # the rest of the hand is straight: no way to tell forwards here
-        if bend * np.sign(others) < -MAX_BACKWARD_DEGREES:
+        if -AMBIGUOUS_FOLD_DEGREES < bend * np.sign(others) < -MAX_BACKWARD_DEGREES:
             return f"{names[j]} bent {abs(bend):.0f} degrees backwards"
     return None
 
