@@ -134,7 +134,7 @@ def write_atomic_npz(path: Path, **arrays: np.ndarray) -> None:
 
 
 # Bump when photo detection changes what it finds (views, second look): cached hands are then stale.
-DETECTION_VERSION = "2: PHOTO_VIEWS + second look"
+DETECTION_VERSION = "3: PHOTO_VIEWS + second look (bends about the across axis)"
 
 
 def cached_detect(paths: Sequence[Path], angles: np.ndarray | None, interpolation: str, progress: bool,
