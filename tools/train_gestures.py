@@ -1,6 +1,7 @@
 """Train the per-finger classifiers of sketch/gesture_model.json on labelled hand photos.
 
-    python -m tools.train_gestures ../shared/data/hand-counts [--rotations 8] [--folds 7]
+    python -m tools.train_gestures ../shared/data/hand-counts [../shared/data/hand-counting]
+        [--rotations 8] [--rotations-counting 2] [--folds 7] [--margin 0.5] [--cache DIR]
 
 Each photo is detected upright and as `--rotations` changed copies, so the model sees
 MediaPipe's landmarks of hands as other cameras show them: turned by a random angle, resampled
@@ -18,6 +19,14 @@ generalise to people not trained on: photos of one person (consecutive camera nu
 the left-out people's photos upright, in the training's changed copies, and turned up to
 `--max-angle` with cubic interpolation and the border carried outwards ("turned cubic"), the
 way the held-out check of other people's photos is made; no copy of that kind is trained on.
+Reads are counted as the reader makes them: declined (implausible landmarks, a finger within
+`--margin` of the boundary) is neither right nor wrong, and the evaluation's table and lines
+(`accuracy:`, `wrong:`, `declined: N of M`) are printed per folder and kind of copy.
+
+Several folders train one model, each by its own naming: hand-counts' (ASL digits, people by
+camera number) or hand-counting's (`set<k>_...`: grouped by set; its labels are the number shown,
+see COUNTING_FINGERS for how they become finger labels). `--cache DIR` keeps each folder's
+detections in an npz, used again only for the same photos (path, mtime, size) and copies.
 """
 from __future__ import annotations
 
