@@ -52,12 +52,11 @@ class ResyncPlan:
 
     def failed(self, message: str) -> Step:
         """No sync this time (no phone, unplugged, not authorised...): keep looking. The status
-        line is short enough to read beside the search's (what to do is in the log)."""
+        line is short enough to read beside the search's; why, and what to do, is in the log."""
         was = self.connected
         self.connected = False
-        if was:
-            return Step("phone: not connected, looking again", False, self.interval)
-        return Step(f"phone: {message.split(':')[0]}, looking again", False, self.interval)
+        return Step("phone unplugged, looking" if was else "no phone yet, looking", False,
+                    self.interval)
 
     def stopped(self, message: str, copied: bool) -> Step:
         """A sync that must not be repeated as it is (a listing over the limits, a bug)."""

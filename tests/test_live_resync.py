@@ -43,7 +43,7 @@ def test_new_photos_arrive_and_a_replugged_phone_is_picked_up(adb, tmp_path):
         assert len([c for c in phone.exec_commands if "read" in c]) == 1
 
         adb.disconnect(phone)
-        wait_for(lambda: sync.status.startswith("phone: not connected, looking again"))
+        wait_for(lambda: sync.status == "phone unplugged, looking")
         adb.connect(phone)
         wait_for(lambda: "reconnected" in sync.status)
     finally:

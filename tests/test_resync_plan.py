@@ -26,7 +26,7 @@ def test_an_unplugged_phone_is_looked_for_and_its_return_said():
     plan = ResyncPlan(interval=2)
     plan.synced(report())
     gone = plan.failed("no phone found")
-    assert gone.status == "phone: not connected, looking again"
+    assert gone.status == "phone unplugged, looking"
     assert (gone.signal, gone.wait) == (False, 2)
     assert plan.failed("no phone found").wait == 2              # keeps looking
     back = plan.synced(report(pulled=1))
@@ -35,7 +35,7 @@ def test_an_unplugged_phone_is_looked_for_and_its_return_said():
 
 def test_no_phone_at_start_says_so_and_keeps_looking():
     step = ResyncPlan(interval=15).failed("no phone found: plug it in")
-    assert step.status == "phone: no phone found, looking again"        # what to do: in the log
+    assert step.status == "no phone yet, looking"        # why and what to do: in the log
     assert step.wait == 15
 
 
