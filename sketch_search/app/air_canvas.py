@@ -141,7 +141,7 @@ class AirCanvasApp:
             return
         char = chr(key).lower()
         if key == 27 and self.screen.mode is not Mode.DRAWING:
-            self.press(ControlId(ControlKind.BACK))      # Esc closes the photo, the help or the quit question
+            self.press(ControlId(ControlKind.BACK))   # Esc closes the photo, the help or the quit question
         elif key == 27 or char == "q":
             self.carry_out(Command(CommandAction.QUIT))
         elif char == "s":
@@ -152,8 +152,7 @@ class AirCanvasApp:
             self.press(tile(int(char)))
 
     def press(self, control: str | ControlId) -> None:
-        """A control (or the control of that wire name) pressed, by the pointer's hold or its key:
-        see `Commands.press`."""
+        """A control (or its wire name) pressed by the pointer's hold or a key: `Commands.press`."""
         self.commands.press(control)
 
     def carry_out(self, command: Command) -> None:
