@@ -100,3 +100,36 @@ def test_a_tile_is_a_kind_and_a_rank():
     third = tile(3)
     assert third.kind is ControlKind.RESULT and third.rank == 3
     assert third.name == "result-3" and tile(3) == third and tile(4) != third
+
+
+def test_a_press_the_table_does_not_list_changes_nothing():
+    """Screen.press is its table: every (mode, control) pair it does not list leaves the screen
+    as it was and gives no command; every pair it lists is a real control in that mode."""
+    from types import SimpleNamespace
+
+    from sketch.controls import ControlId
+    from sketch.screen import PRESSES, Mode, Screen
+
+    def screen_in(mode: Mode) -> Screen:
+        screen = Screen(640, 480)
+        screen.offer_results([SimpleNamespace(path=f"/g/p{i}.jpg", score=0.5) for i in range(3)])
+        screen.settle(None)
+        if mode is Mode.PHOTO:
+            screen.open(1)
+            screen.phone_checked(screen.photo.path, True, None)
+        elif mode is not Mode.DRAWING:
+            screen.press(ControlId(ControlKind.HELP if mode is Mode.HELP else ControlKind.QUIT))
+        assert screen.mode is mode
+        return screen
+
+    controls = [ControlId(k) for k in ControlKind if k is not ControlKind.RESULT] + [tile(2)]
+    for mode in Mode:
+        for control in controls:
+            screen = screen_in(mode)
+            before = (screen.mode, screen.index, list(screen.browsing))
+            command = screen.press(control)
+            if (mode, control.kind) not in PRESSES:
+                assert command is None and (screen.mode, screen.index, list(screen.browsing)) == before
+            else:
+                assert command is not None or screen.mode is not mode, (mode, control)
+            assert screen_in(mode).press(control.name) == command   # by its name: the same
