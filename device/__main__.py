@@ -52,7 +52,8 @@ def _add_list_and_sync(commands, common: argparse.ArgumentParser) -> None:
     listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     sync = commands.add_parser("sync", parents=[common],
-                               help="copy new and changed photos from the phone")
+                               help="bring the phone's new and changed photos into the gallery "
+                                    "(small images by default)")
     sync.add_argument("--dest", type=Path, required=True,
                       help="gallery folder; each phone gets a subfolder named by its serial")
     sync.add_argument("--serial", help="which phone, when several are connected (see `list`)")
@@ -61,6 +62,9 @@ def _add_list_and_sync(commands, common: argparse.ArgumentParser) -> None:
                            "e.g. --folders DCIM/Camera Pictures/Screenshots")
     sync.add_argument("--mirror", action="store_true",
                       help="also delete local copies of photos deleted on the phone")
+    sync.add_argument("--originals", action="store_true",
+                      help="keep byte-for-byte copies of the photos (default: one small image "
+                           "per photo, the phone's own thumbnail or the original shrunk)")
     sync.add_argument("--json", action="store_true", help="print the report as JSON")
     sync.add_argument("--timeout", type=float, default=30.0,
                       help="seconds to wait for the phone before giving up (default 30)")
@@ -109,7 +113,7 @@ def _run_sync(args: argparse.Namespace) -> int:
     try:
         report = sync_phone(args.dest, serial=args.serial, folders=args.folders,
                             mirror=args.mirror, adb_port=args.adb_port, timeout=args.timeout,
-                            show_progress=not args.json)
+                            show_progress=not args.json, originals=args.originals)
     except GalleryError as error:
         raise GalleryError(f"--dest: {error}") from None
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.summary())

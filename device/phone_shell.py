@@ -42,6 +42,20 @@ def run_shell(client: Client, serial: str, argv: Sequence[str], timeout: float =
 
     Raises PhoneError (PhoneConnectionLost when the link goes) with a one-line message.
     """
+    reply = _run(client, serial, "shell", argv, timeout, MAX_REPLY_BYTES)
+    return reply.decode("utf-8", errors="replace").replace("\r", "")
+
+
+def run_exec(client: Client, serial: str, argv: Sequence[str], timeout: float,
+             max_bytes: int) -> bytes:
+    """The raw standard output of `argv` on phone `serial`, over adbd's `exec:` service (byte
+    for byte, no stderr mixed in, no terminal). At most `max_bytes` within `timeout` seconds,
+    else PhoneError (PhoneConnectionLost for the time or the link)."""
+    return _run(client, serial, "exec", argv, timeout, max_bytes)
+
+
+def _run(client: Client, serial: str, service: str, argv: Sequence[str], timeout: float,
+         max_bytes: int) -> bytes:
     line = shell_line(argv)
     if len(line.encode()) > MAX_LINE_BYTES:
         raise PhoneError(f"the command for the phone is longer than {MAX_LINE_BYTES} bytes")
@@ -53,10 +67,10 @@ def run_shell(client: Client, serial: str, argv: Sequence[str], timeout: float =
     with sock:
         sock.settimeout(timeout)
         send_host_request(sock, f"host:transport:{serial}", f"phone {serial}")
-        send_host_request(sock, f"shell:{line}", f"the shell of phone {serial}")
-        reply = _read_until_closed(sock, deadline, argv[0])
-    log.debug("phone %s: %s -> %r", serial, line, reply[:200])
-    return reply.decode("utf-8", errors="replace").replace("\r", "")
+        send_host_request(sock, f"{service}:{line}", f"the {service} service of phone {serial}")
+        reply = _read_until_closed(sock, deadline, argv[0], max_bytes)
+    log.debug("phone %s: %s:%s -> %r", serial, service, line, reply[:200])
+    return reply
 
 
 def own_serial(client: Client, transport: str, timeout: float = 5.0) -> str | None:
@@ -70,7 +84,8 @@ def own_serial(client: Client, transport: str, timeout: float = 5.0) -> str | No
     return answer
 
 
-def _read_until_closed(sock: socket.socket, deadline: float, what: str) -> bytes:
+def _read_until_closed(sock: socket.socket, deadline: float, what: str,
+                       max_bytes: int) -> bytes:
     data = bytearray()
     while True:
         left = deadline - time.monotonic()
@@ -86,6 +101,6 @@ def _read_until_closed(sock: socket.socket, deadline: float, what: str) -> bytes
         if not got:
             return bytes(data)
         data += got
-        if len(data) > MAX_REPLY_BYTES:
-            raise PhoneError(f"the phone's answer to `{what}` is over {MAX_REPLY_BYTES} bytes")
+        if len(data) > max_bytes:
+            raise PhoneError(f"the phone's answer to `{what}` is over {max_bytes} bytes")
 

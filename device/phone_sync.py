@@ -31,8 +31,11 @@ from pathlib import Path
 from tqdm import tqdm
 
 from device.adb_server import DEFAULT_ADB_PORT, choose_phone, connect_server
+from device.lean_sync import READ_AHEAD, ThumbnailReader, keep_lean, lean_names
+from device.media_store import MediaEntry, media_entries, phone_timezone
 from device.phone_errors import PhoneConnectionLost, PhoneError, PhoneProtocolError
 from device.phone_shell import own_serial
+from device.shrink import ShrinkError
 from device.sync_protocol import (
     DEFAULT_MIN_RATE,
     DEFAULT_TIMEOUT_S,
@@ -98,7 +101,9 @@ class SyncReport:
     unchanged: int = 0
     deleted: list[Path] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)   # (device path, reason)
-    bytes: int = 0
+    bytes: int = 0                                 # transferred: thumbnails and originals
+    kept_bytes: int = 0                            # written into the gallery
+    fell_back: list[tuple[str, str]] = field(default_factory=list)  # (device path, why)
 
     def to_dict(self) -> dict:
         return {"serial": self.serial, "transport": self.transport or self.serial,
@@ -106,17 +111,22 @@ class SyncReport:
                 "pulled": [str(p) for p in self.pulled], "unchanged": self.unchanged,
                 "deleted": [str(p) for p in self.deleted],
                 "skipped": [{"name": name, "reason": reason} for name, reason in self.skipped],
-                "bytes": self.bytes}
+                "fell_back": [{"name": name, "reason": reason} for name, reason in self.fell_back],
+                "bytes": self.bytes, "kept_bytes": self.kept_bytes}
 
     def summary(self) -> str:
         over = f" over {self.transport}" if self.transport not in ("", self.serial) else ""
         line = (f"{self.model or 'phone'} {self.serial}{over}: {len(self.pulled)} pulled "
-                f"({_human_bytes(self.bytes)}), {self.unchanged} unchanged, "
+                f"({_human_bytes(self.bytes)} transferred, {_human_bytes(self.kept_bytes)} "
+                f"kept), {self.unchanged} unchanged, "
                 f"{len(self.deleted)} deleted, {len(self.skipped)} skipped -> {self.folder}")
         reasons: dict[str, int] = {}
         for _, reason in self.skipped:
             reasons[reason] = reasons.get(reason, 0) + 1
         details = [f"  skipped {count}: {reason}" for reason, count in sorted(reasons.items())]
+        if self.fell_back:
+            details.append(f"  {len(self.fell_back)} without a usable phone thumbnail: the "
+                           "original pulled and shrunk (see --json)")
         # Refused names may mean a hostile or broken phone: name them (the first ones).
         refused = [(name, reason) for name, reason in self.skipped if reason.startswith("unsafe")]
         details += [f"  refused {name}: {reason}" for name, reason in refused[:REFUSED_SHOWN]]
@@ -129,21 +139,18 @@ def sync_phone(dest: str | os.PathLike, serial: str | None = None,
                folders: Sequence[str] = DEFAULT_FOLDERS, mirror: bool = False,
                adb_port: int = DEFAULT_ADB_PORT, progress: ProgressCallback | None = None, *,
                timeout: float = DEFAULT_TIMEOUT_S, show_progress: bool = True,
-               limits: SyncLimits = SyncLimits()) -> SyncReport:
+               limits: SyncLimits = SyncLimits(), originals: bool = False) -> SyncReport:
     """Bring `dest` up to date with the phone's photos in `folders` (relative to /sdcard).
+
+    Lean (the default): one small image per photo (lean_sync.py); `originals`: byte-for-byte
+    copies. Photos kept as originals by an earlier sync stay originals either way.
 
     Photos deleted on the phone stay in `dest` unless `mirror` is set. Raises a
     SketchSearchError subclass with a one-line message for anything the user must fix; a
     listing over `limits` raises SyncLimitError after copying the photos of the folders
     listed in full before it (and deleting nothing).
     """
-    wanted = list(dict.fromkeys(normalise_folder(f) for f in folders))
-    if not wanted:
-        raise PhoneError("no folder to sync: name one under /sdcard, e.g. DCIM/Camera")
-    gallery = Path(dest).expanduser()
-    if gallery.exists() and not gallery.is_dir():
-        raise GalleryError(f"{gallery} exists and is not a folder: give a folder as the "
-                           "gallery")
+    wanted, gallery = _wanted_folders(folders), _gallery_path(dest)
     client = connect_server(adb_port)
     device, phone = choose_phone(client, serial)
     identity = _identity(client, phone.serial, timeout)
@@ -155,7 +162,8 @@ def sync_phone(dest: str | os.PathLike, serial: str | None = None,
         try:
             photos, found, limit_hit = _list_photos(session, wanted, report, limits)
             report.folder = gallery / _phone_folder(state, identity, phone.serial, photos)
-            _copy_changed(session, photos, gallery, report, state, progress, show_progress)
+            link = _PhoneLink(client, phone.serial, timeout, originals)
+            _copy_changed(session, photos, gallery, report, state, progress, show_progress, link)
             if mirror and limit_hit is None:
                 _remove_deleted(photos, found, wanted, gallery, report, state)
         finally:
@@ -167,6 +175,21 @@ def sync_phone(dest: str | os.PathLike, serial: str | None = None,
             "photos copied from the folders listed before it, nothing deleted: sync fewer or "
             "smaller folders, or check the phone", report)
     return report
+
+
+def _wanted_folders(folders: Sequence[str]) -> list[tuple[str, ...]]:
+    wanted = list(dict.fromkeys(normalise_folder(f) for f in folders))
+    if not wanted:
+        raise PhoneError("no folder to sync: name one under /sdcard, e.g. DCIM/Camera")
+    return wanted
+
+
+def _gallery_path(dest: str | os.PathLike) -> Path:
+    gallery = Path(dest).expanduser()
+    if gallery.exists() and not gallery.is_dir():
+        raise GalleryError(f"{gallery} exists and is not a folder: give a folder as the "
+                           "gallery")
+    return gallery
 
 
 def _identity(client, transport: str, timeout: float) -> str:
@@ -315,27 +338,8 @@ def _walk(connection: SyncConnection, parts: tuple[str, ...], depth: int, listin
         if listing.entries > limits.total_entries:
             raise _LimitHit(f"more than {limits.total_entries} entries in all (the limit per "
                             "sync)")
-        shown = f"{device_dir}/{display_name(entry.name)}"
-        try:
-            name = entry.name.decode("utf-8")
-        except UnicodeDecodeError:
-            report.skipped.append((shown, "name is not UTF-8"))
-            continue
-        unsafe = unsafe_name_reason(name)
-        if unsafe is not None:
-            log.warning("refused %r from phone %s: %s", shown, report.serial, unsafe)
-            report.skipped.append((shown, unsafe))
-            continue
-        path = f"{device_dir}/{name}"
-        if entry.is_dir and name.startswith("."):
-            continue            # .thumbnails and the like: not the gallery's photos
-        if len(name.encode()) > MAX_NAME_BYTES:
-            report.skipped.append((shown, f"name longer than {MAX_NAME_BYTES} bytes: too long "
-                                          "for a file name here"))
-            continue
-        if len(path.encode()) > MAX_PATH_BYTES:
-            report.skipped.append((shown, f"path longer than {MAX_PATH_BYTES} bytes, which "
-                                          "adb's sync service cannot reach"))
+        name = _usable_name(entry, device_dir, report)
+        if name is None:
             continue
         if entry.is_dir:
             if depth + 1 > limits.depth:
@@ -346,12 +350,40 @@ def _walk(connection: SyncConnection, parts: tuple[str, ...], depth: int, listin
             continue
         reason = _not_a_photo_reason(name, entry)
         if reason is not None:
-            report.skipped.append((shown, reason))
+            report.skipped.append((f"{device_dir}/{display_name(entry.name)}", reason))
             continue
-        photos[path] = RemotePhoto(path, (*parts, name), entry.size, entry.mtime)
+        photos[f"{device_dir}/{name}"] = RemotePhoto(f"{device_dir}/{name}", (*parts, name),
+                                                     entry.size, entry.mtime)
     listing.photos.update(photos)
     for subfolder in subfolders:
         _walk(connection, subfolder, depth + 1, listing, report)
+
+
+def _usable_name(entry: RemoteEntry, device_dir: str, report: SyncReport) -> str | None:
+    """The entry's name when it can be a file or folder here; None (skipped, said why, or a
+    hidden folder such as .thumbnails passed over) otherwise."""
+    shown = f"{device_dir}/{display_name(entry.name)}"
+    try:
+        name = entry.name.decode("utf-8")
+    except UnicodeDecodeError:
+        report.skipped.append((shown, "name is not UTF-8"))
+        return None
+    unsafe = unsafe_name_reason(name)
+    if unsafe is not None:
+        log.warning("refused %r from phone %s: %s", shown, report.serial, unsafe)
+        report.skipped.append((shown, unsafe))
+        return None
+    if entry.is_dir and name.startswith("."):
+        return None             # .thumbnails and the like: not the gallery's photos
+    if len(name.encode()) > MAX_NAME_BYTES:
+        report.skipped.append((shown, f"name longer than {MAX_NAME_BYTES} bytes: too long "
+                                      "for a file name here"))
+        return None
+    if len(f"{device_dir}/{name}".encode()) > MAX_PATH_BYTES:
+        report.skipped.append((shown, f"path longer than {MAX_PATH_BYTES} bytes, which "
+                                      "adb's sync service cannot reach"))
+        return None
+    return name
 
 
 def _not_a_photo_reason(name: str, entry: RemoteEntry) -> str | None:
@@ -368,51 +400,179 @@ def _not_a_photo_reason(name: str, entry: RemoteEntry) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class _Item:
+    photo: RemotePhoto
+    target: Path                    # the original's place, or the kept image's (lean)
+    lean: bool
+    current: bool                   # already here as the record says: nothing to transfer
+    replaces: str | None = None     # a kept file of it under another name, removed once done
+
+
+def _plan(photo: RemotePhoto, folder: Path, record: SyncedPhoto | None, originals: bool,
+          lean_name: str) -> _Item:
+    """What to do with one listed photo. A photo kept as an original (a record without lean,
+    or a copy from before the record) stays an original unless it is gone here; a lean one is
+    made an original only with --originals."""
+    original = folder.joinpath(*photo.parts)
+    small = folder.joinpath(*photo.parts[:-1], lean_name)
+    same = record is not None and (record.size, record.mtime) == (photo.size, photo.mtime)
+    if record is not None and record.lean and not originals:
+        return _Item(photo, small, True, same and small.exists())
+    replaces = record.local_path if record is not None and record.lean else None
+    if originals or record is not None or _is_current(photo, original, None):
+        current = replaces is None and _is_current(photo, original, record)
+        return _Item(photo, original, False, current, replaces)
+    return _Item(photo, small, True, False)
+
+
 def _copy_changed(session: _Session, photos: dict[str, RemotePhoto], gallery: Path,
                   report: SyncReport, state: SyncState, progress: ProgressCallback | None,
-                  show_progress: bool) -> None:
+                  show_progress: bool, link: _PhoneLink) -> None:
     known = state.photos(report.serial)
-    to_copy: list[tuple[RemotePhoto, Path]] = []
+    names = lean_names((p.parts[:-1], p.parts[-1]) for p in photos.values())
+    to_copy: list[_Item] = []
     for photo in photos.values():
-        target = report.folder.joinpath(*photo.parts)
-        if _is_current(photo, target, known.get(photo.device_path)):
-            report.unchanged += 1
-            if photo.device_path not in known:     # copied before the record existed
-                state.record(report.serial, _synced(photo, target, gallery))
-        else:
-            to_copy.append((photo, target))
+        item = _plan(photo, report.folder, known.get(photo.device_path), link.originals,
+                     names[photo.parts[:-1], photo.parts[-1]])
+        if not item.current:
+            to_copy.append(item)
+            continue
+        report.unchanged += 1
+        if photo.device_path not in known:     # copied before the record existed
+            state.record(report.serial, _synced(item, gallery))
     # Newest first (the phone's time), the order the index takes: the photos a person most
     # likely looks for arrive first.
-    to_copy.sort(key=lambda item: (-item[0].mtime, item[0].device_path))
-    total_bytes = sum(photo.size for photo, _ in to_copy)
-    bar = tqdm(total=total_bytes, unit="B", unit_scale=True, unit_divisor=1024,
-               desc=f"{report.serial}: 0/{len(to_copy)} photos",
-               disable=not show_progress or not to_copy)
-    with bar, _fsync_folders_after() as touched:
-        for index, (photo, target) in enumerate(to_copy):
-            touched.add(target.parent)
-            bar.set_description(f"{report.serial}: {index}/{len(to_copy)} photos", refresh=False)
-            if progress is not None:
-                progress(index, len(to_copy), photo.device_path)
-            try:
-                received = _copy_one(session.connection, photo, target, bar.update)
-            except PhoneConnectionLost as error:
-                raise PhoneConnectionLost(
-                    f"{error} while copying {photo.device_path} ({len(report.pulled)} of "
-                    f"{len(to_copy)} copied and kept): reconnect and unlock the phone, then sync "
-                    "again to resume") from None
-            except _Skip as skip:
-                report.skipped.append((photo.device_path, str(skip)))
-                log.warning("skipped %s: %s", photo.device_path, skip)
-                if skip.connection_ended:
-                    session.close()         # the next photo opens a fresh session
-                continue
-            report.pulled.append(target)
-            report.bytes += received
-            state.record(report.serial, _synced(photo, target, gallery))
-        bar.set_description(f"{report.serial}: {len(to_copy)}/{len(to_copy)} photos")
-    if progress is not None:
-        progress(len(to_copy), len(to_copy), "")
+    to_copy.sort(key=lambda item: (-item.photo.mtime, item.photo.device_path))
+    copier = _Copier(session, link, gallery, report, state, to_copy)
+    try:
+        copier.run(progress, show_progress)
+    finally:
+        copier.close()
+
+
+@dataclass
+class _PhoneLink:
+    """How the sync reaches the phone beyond its sync service, and which mode it keeps."""
+    client: object
+    transport: str
+    timeout: float
+    originals: bool
+
+
+class _Copier:
+    """Brings each planned photo here: the original pulled, or a kept lean image."""
+
+    def __init__(self, session: _Session, link: _PhoneLink, gallery: Path, report: SyncReport,
+                 state: SyncState, items: list[_Item]):
+        self.session, self.link, self.gallery = session, link, gallery
+        self.report, self.state, self.items = report, state, items
+        self.reader: ThumbnailReader | None = None
+        self.media: dict[str, MediaEntry] = {}
+        self.zone = "UTC"
+        if any(item.lean for item in items):
+            self.media, self.zone = _media_and_zone(link)
+            self.reader = ThumbnailReader(link.client, link.transport, link.timeout)
+
+    def run(self, progress: ProgressCallback | None, show_progress: bool) -> None:
+        total = len(self.items)
+        by_bytes = not any(item.lean for item in self.items)
+        bar = tqdm(total=sum(i.photo.size for i in self.items) if by_bytes else total,
+                   unit="B" if by_bytes else " photos", unit_scale=by_bytes, unit_divisor=1024,
+                   desc=f"{self.report.serial}: 0/{total} photos",
+                   disable=not show_progress or not total)
+        with bar, _fsync_folders_after() as touched:
+            for index, item in enumerate(self.items):
+                self._ask_ahead(index)
+                touched.add(item.target.parent)
+                bar.set_description(f"{self.report.serial}: {index}/{total} photos", refresh=False)
+                if progress is not None:
+                    progress(index, total, item.photo.device_path)
+                self._one(item, index, bar.update if by_bytes else _ignore)
+                if not by_bytes:
+                    bar.update(1)
+            bar.set_description(f"{self.report.serial}: {total}/{total} photos")
+        if progress is not None:
+            progress(total, total, "")
+
+    def _ask_ahead(self, index: int) -> None:
+        if self.reader is not None:
+            for item in self.items[index:index + READ_AHEAD]:
+                if item.lean:
+                    self.reader.ask(item.photo.device_path, self.media.get(item.photo.device_path))
+
+    def _one(self, item: _Item, index: int, on_bytes: Callable[[int], object]) -> None:
+        try:
+            received = self._lean(item) if item.lean else _copy_one(
+                self.session.connection, item.photo, item.target, on_bytes)
+        except PhoneConnectionLost as error:
+            raise PhoneConnectionLost(
+                f"{error} while copying {item.photo.device_path} ({len(self.report.pulled)} of "
+                f"{len(self.items)} copied and kept): reconnect and unlock the phone, then sync "
+                "again to resume") from None
+        except _Skip as skip:
+            self.report.skipped.append((item.photo.device_path, str(skip)))
+            log.warning("skipped %s: %s", item.photo.device_path, skip)
+            if skip.connection_ended:
+                self.session.close()         # the next photo opens a fresh session
+            return
+        self.report.pulled.append(item.target)
+        self.report.bytes += received
+        self.report.kept_bytes += _size(item.target)
+        self.state.record(self.report.serial, _synced(item, self.gallery))
+        if item.replaces is not None and item.replaces != _relative(item.target, self.gallery):
+            _remove_quietly(self.gallery / item.replaces)
+
+    def _lean(self, item: _Item) -> int:
+        photo, target = item.photo, item.target
+        thumbnail = self.reader.take(photo.device_path)
+        received = len(thumbnail) if isinstance(thumbnail, bytes) else 0
+
+        def pull(part: Path) -> int:
+            return _pull_to(self.session.connection, photo, part, _ignore)
+        try:
+            pulled, reason = keep_lean(thumbnail, self.media.get(photo.device_path), self.zone,
+                                       target, photo.mtime, pull, part_path(target))
+        except ShrinkError as error:
+            raise _Skip(f"not kept: no usable thumbnail, and the original: {error}"
+                        ) from None
+        except OSError as error:
+            raise _disk_error(error, target) from None
+        if reason is not None:
+            self.report.fell_back.append((photo.device_path, reason))
+            log.info("%s: %s; kept a shrunk copy of the original", photo.device_path, reason)
+        return received + pulled
+
+    def close(self) -> None:
+        if self.reader is not None:
+            self.reader.close()
+
+
+def _media_and_zone(link: _PhoneLink) -> tuple[dict[str, MediaEntry], str]:
+    try:
+        media = media_entries(link.client, link.transport, link.timeout)
+    except PhoneConnectionLost:
+        raise
+    except PhoneError as error:
+        log.warning("phone %s: no media store listing (%s); each photo is pulled and shrunk",
+                    link.transport, error)
+        media = {}
+    return media, phone_timezone(link.client, link.transport, min(link.timeout, 10.0))
+
+
+def _ignore(_count: int) -> None:
+    return None
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _relative(path: Path, gallery: Path) -> str:
+    return path.relative_to(gallery).as_posix()
 
 
 def _is_current(photo: RemotePhoto, target: Path, known: SyncedPhoto | None) -> bool:
@@ -435,41 +595,51 @@ class _Skip(Exception):
         self.connection_ended = connection_ended
 
 
+def _pull_to(connection: SyncConnection, photo: RemotePhoto, part: Path,
+             on_bytes: Callable[[int], object]) -> int:
+    """The original, whole, into the file `part` (flushed to disk); raises _Skip or
+    PhoneConnectionLost; OSError from writing."""
+    part.parent.mkdir(parents=True, exist_ok=True)
+    with open(part, "wb") as out:
+        try:
+            received = connection.receive(photo.device_path, out, on_bytes, max_bytes=photo.size)
+        except PhoneConnectionLost:
+            raise
+        except PhoneProtocolError as error:     # refused; the session is out of step
+            raise _Skip(f"refused: {error}", connection_ended=True) from None
+        except PhoneError as error:      # the phone said FAIL and ended the session
+            raise _Skip(f"the phone refused to send it ({error})",
+                        connection_ended=True) from None
+        out.flush()
+        os.fsync(out.fileno())
+    if received != photo.size:
+        raise _Skip(f"received {received} bytes, listed {photo.size} (changed while "
+                    "copying?); the next sync tries again")
+    return received
+
+
 def _copy_one(connection: SyncConnection, photo: RemotePhoto, target: Path,
               on_bytes: Callable[[int], object]) -> int:
     """Copy into a hidden temporary file, verify, then rename over `target`."""
     part = part_path(target)
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with open(part, "wb") as out:
-            try:
-                received = connection.receive(photo.device_path, out, on_bytes,
-                                              max_bytes=photo.size)
-            except PhoneConnectionLost:
-                raise
-            except PhoneProtocolError as error:     # refused; the session is out of step
-                raise _Skip(f"refused: {error}", connection_ended=True) from None
-            except PhoneError as error:      # the phone said FAIL and ended the session
-                raise _Skip(f"the phone refused to send it ({error})",
-                            connection_ended=True) from None
-            out.flush()
-            os.fsync(out.fileno())
-        if received != photo.size:
-            raise _Skip(f"received {received} bytes, listed {photo.size} (changed while "
-                        "copying?); the next sync tries again")
+        received = _pull_to(connection, photo, part, on_bytes)
         os.utime(part, (photo.mtime, photo.mtime))
         os.replace(part, target)
         return received
     except OSError as error:
         _remove_quietly(part)
-        if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
-            raise GalleryError(f"cannot write to {target.parent}: {error.strerror}; free some "
-                               "space (or sync into another gallery folder) and sync again"
-                               ) from None
-        raise _Skip(f"cannot write it here: {error.strerror or error}") from None
+        raise _disk_error(error, target) from None
     except BaseException:
         _remove_quietly(part)
         raise
+
+
+def _disk_error(error: OSError, target: Path) -> Exception:
+    if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+        return GalleryError(f"cannot write to {target.parent}: {error.strerror}; free some "
+                            "space (or sync into another gallery folder) and sync again")
+    return _Skip(f"cannot write it here: {error.strerror or error}")
 
 
 def part_path(target: Path) -> Path:
@@ -510,9 +680,10 @@ def _remove_deleted(photos: dict[str, RemotePhoto], found: set[tuple[str, ...]],
             report.deleted.append(local)
 
 
-def _synced(photo: RemotePhoto, target: Path, gallery: Path) -> SyncedPhoto:
+def _synced(item: _Item, gallery: Path) -> SyncedPhoto:
+    photo = item.photo
     return SyncedPhoto(photo.device_path, photo.size, photo.mtime,
-                       target.relative_to(gallery).as_posix())
+                       _relative(item.target, gallery), item.lean)
 
 
 @contextmanager

@@ -68,13 +68,9 @@ class SyncConnection:
     def __init__(self, connection, timeout: float = DEFAULT_TIMEOUT_S,
                  min_rate: float = DEFAULT_MIN_RATE):
         self._connection = connection
-        self._socket: socket.socket = connection.socket
-        self._socket.settimeout(timeout)
-        self._timeout = timeout
-        self._min_rate = min_rate
-        self._buffer = bytearray()
-        self._reply_started = time.monotonic()
-        self._reply_bytes = 0
+        self._wire = _Wire(connection.socket, timeout, min_rate)
+        self._send = self._wire.send
+        self._read_exact = self._wire.read_exact
         self._send(b"0005sync:")
         self._expect_okay("the file transfer service (sync:)")
 
@@ -171,7 +167,7 @@ class SyncConnection:
                 # Copied in slices so a lost link is noticed within one timeout, not one frame.
                 remaining = length
                 while remaining:
-                    piece = self._read_some(remaining)
+                    piece = self._wire.read_some(remaining)
                     out.write(piece)
                     remaining -= len(piece)
                     received += len(piece)
@@ -192,10 +188,44 @@ class SyncConnection:
         if len(encoded) > MAX_PATH_BYTES:
             raise PhoneError(f"path too long for the adb sync service: {path}")
         self._send(ident + struct.pack("<I", len(encoded)) + encoded)
+        self._wire.reply_starts()
+
+    def _expect_okay(self, what: str) -> None:
+        status = self._read_exact(4)
+        if status != b"OKAY":
+            raise PhoneError(f"the phone refused {what}: {self._read_failure()}")
+
+    def _read_failure(self) -> str:
+        try:
+            length = int(self._read_exact(4), 16)
+            return self._read_exact(length).decode(errors="replace").strip()
+        except (ValueError, PhoneError):
+            return "no reason given"
+
+    @staticmethod
+    def _protocol_error(request: str, ident: bytes) -> PhoneError:
+        return PhoneProtocolError(f"unexpected reply {ident!r} to {request} from the phone; "
+                          "unplug and replug it, then sync again")
+
+
+class _Wire:
+    """The socket of a sync session: sends, and reads replies that must keep up `min_rate`
+    bytes/s after their first `timeout` seconds (a phone that drips a byte now and then ends)."""
+
+    def __init__(self, sock: socket.socket, timeout: float, min_rate: float):
+        self._socket = sock
+        self._socket.settimeout(timeout)
+        self._timeout = timeout
+        self._min_rate = min_rate
+        self._buffer = bytearray()
+        self.reply_starts()
+
+    def reply_starts(self) -> None:
+        """A request was sent: its reply's time and bytes count from now."""
         self._reply_started = time.monotonic()
         self._reply_bytes = 0
 
-    def _send(self, data: bytes) -> None:
+    def send(self, data: bytes) -> None:
         try:
             self._socket.sendall(data)
         except OSError as error:
@@ -229,33 +259,16 @@ class SyncConnection:
             f"the phone sent {self._reply_bytes} bytes in {elapsed:.0f} s, slower than "
             f"{self._min_rate / 1024:g} KB/s (stalled?)")
 
-    def _read_exact(self, size: int) -> bytes:
+    def read_exact(self, size: int) -> bytes:
         self._fill(size)
         data = bytes(self._buffer[:size])
         del self._buffer[:size]
         return data
 
-    def _read_some(self, limit: int) -> bytes:
+    def read_some(self, limit: int) -> bytes:
         if not self._buffer:
             self._fill(1)
         size = min(limit, len(self._buffer))
         data = bytes(self._buffer[:size])
         del self._buffer[:size]
         return data
-
-    def _expect_okay(self, what: str) -> None:
-        status = self._read_exact(4)
-        if status != b"OKAY":
-            raise PhoneError(f"the phone refused {what}: {self._read_failure()}")
-
-    def _read_failure(self) -> str:
-        try:
-            length = int(self._read_exact(4), 16)
-            return self._read_exact(length).decode(errors="replace").strip()
-        except (ValueError, PhoneError):
-            return "no reason given"
-
-    @staticmethod
-    def _protocol_error(request: str, ident: bytes) -> PhoneError:
-        return PhoneProtocolError(f"unexpected reply {ident!r} to {request} from the phone; "
-                          "unplug and replug it, then sync again")

@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -212,6 +213,38 @@ def _check_gamma(gamma: float) -> float:
     return gamma
 
 
+@dataclass(frozen=True)
+class OneStep:
+    """DDPM in one step: from the last training timestep (999 for SD-Turbo) straight to x0, as
+    DDPMScheduler.step reads its config."""
+    timestep: int
+    alpha_cumprod: float
+    prediction_type: str           # epsilon or v_prediction
+    clip_x0: float | None          # SD-Turbo's config says clip_sample: false
+
+    @classmethod
+    def from_scheduler(cls, scheduler: DDPMScheduler) -> OneStep:
+        config = scheduler.config
+        if config.prediction_type not in ("epsilon", "v_prediction") or config.thresholding:
+            raise ValueError(f"scheduler: prediction_type {config.prediction_type!r} with thresholding="
+                             f"{config.thresholding} is not supported (SD-Turbo: epsilon, no thresholding)")
+        timestep = int(config.num_train_timesteps) - 1
+        return cls(timestep, float(scheduler.alphas_cumprod[timestep]), config.prediction_type,
+                   float(config.clip_sample_range) if config.clip_sample else None)
+
+    def predict_x0(self, model_output: torch.Tensor, sample: torch.Tensor) -> torch.Tensor:
+        """DDPM's x0 from one prediction at `timestep` (float32 for the division)."""
+        alpha = torch.tensor(self.alpha_cumprod, dtype=torch.float32)
+        out, x = model_output.float(), sample.float()
+        if self.prediction_type == "epsilon":
+            x0 = (x - (1 - alpha).sqrt() * out) / alpha.sqrt()
+        else:  # v_prediction
+            x0 = alpha.sqrt() * x - (1 - alpha).sqrt() * out
+        if self.clip_x0 is not None:
+            x0 = x0.clamp(-self.clip_x0, self.clip_x0)
+        return x0.to(model_output.dtype)
+
+
 class Pix2PixTurbo(torch.nn.Module):
     """One-step sketch-to-image generator; load once, call `generate` per query."""
 
@@ -236,16 +269,7 @@ class Pix2PixTurbo(torch.nn.Module):
         self.vae_dtype = vae_dtype or dtype
         self.channels_last = channels_last
         self._rebuild = rebuild
-        config = scheduler.config
-        if config.prediction_type not in ("epsilon", "v_prediction") or config.thresholding:
-            raise ValueError(f"scheduler: prediction_type {config.prediction_type!r} with thresholding="
-                             f"{config.thresholding} is not supported (SD-Turbo: epsilon, no thresholding)")
-        self.prediction_type: str = config.prediction_type
-        # As DDPMScheduler.step reads the config (SD-Turbo's says clip_sample: false).
-        self.clip_x0: float | None = float(config.clip_sample_range) if config.clip_sample else None
-        # One step from the last training timestep (999 for SD-Turbo) straight to x0.
-        self.timestep = int(config.num_train_timesteps) - 1
-        self.alpha_cumprod = float(scheduler.alphas_cumprod[self.timestep])
+        self.step = OneStep.from_scheduler(scheduler)
         self.latent_factor = 2 ** (len(vae.config.block_out_channels) - 1)
         # A deterministic model (train_pix2pix_turbo.py) runs as the authors' deterministic pass:
         # r fixed at 1 (no noise, adapters and skips at full scale, no twin conv).
@@ -360,18 +384,6 @@ class Pix2PixTurbo(torch.nn.Module):
         latent = DiagonalGaussianDistribution(hidden).sample(generator=generator)
         return latent * self.vae.config.scaling_factor, skips
 
-    def _predict_x0(self, model_output: torch.Tensor, sample: torch.Tensor) -> torch.Tensor:
-        """DDPM's x0 from one prediction at `self.timestep` (float32 for the division)."""
-        alpha = torch.tensor(self.alpha_cumprod, dtype=torch.float32)
-        out, x = model_output.float(), sample.float()
-        if self.prediction_type == "epsilon":
-            x0 = (x - (1 - alpha).sqrt() * out) / alpha.sqrt()
-        else:  # v_prediction
-            x0 = alpha.sqrt() * x - (1 - alpha).sqrt() * out
-        if self.clip_x0 is not None:
-            x0 = x0.clamp(-self.clip_x0, self.clip_x0)
-        return x0.to(model_output.dtype)
-
     def _decode(self, latent: torch.Tensor, skips: list[torch.Tensor], r: float) -> torch.Tensor:
         """VAE decoder with each up block fed the matching encoder activation, scaled by r."""
         decoder = self.vae.decoder
@@ -416,9 +428,9 @@ class Pix2PixTurbo(torch.nn.Module):
         with checked_modules(checked_blocks(self.unet, self.vae) if cancelled else (), cancelled):
             latent, skips = self._encode(sketch, generator)
             unet_input = latent.to(self.dtype) * r + noise * (1.0 - r)
-            timestep = torch.tensor([self.timestep], device=self.device, dtype=torch.long)
+            timestep = torch.tensor([self.step.timestep], device=self.device, dtype=torch.long)
             prediction = self.unet(unet_input, timestep, encoder_hidden_states=text).sample
-            x0 = self._predict_x0(prediction, unet_input)
+            x0 = self.step.predict_x0(prediction, unet_input)
             image = self._decode(x0.to(self.vae_dtype), skips, r).clamp(-1, 1)
         pixels = (image[0].float().permute(1, 2, 0) * 0.5 + 0.5).clamp(0, 1)
         return Image.fromarray((pixels * 255).round().to(torch.uint8).cpu().numpy())

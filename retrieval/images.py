@@ -29,6 +29,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from sketch_search.common.errors import NotAnImageError
+from sketch_search.common.heif import register_heif
 from sketch_search.common.names import display_name
 
 log = logging.getLogger(__name__)
@@ -99,17 +100,6 @@ DECODE_BUDGET = DecodeBudget(_budget_from_environment())
 
 
 @functools.cache
-def register_heif() -> bool:
-    """Teach Pillow to open HEIC/HEIF (once per process); False when pillow-heif is missing."""
-    try:
-        import pillow_heif
-    except ImportError:
-        log.warning("pillow-heif is not installed: HEIC/HEIF photos cannot be read")
-        return False
-    pillow_heif.register_heif_opener()
-    return True
-
-
 def _not_an_image(path: Path, reason: str, permanent: bool) -> NotAnImageError:
     reason = display_name(reason)  # exception texts may quote the name, newlines included
     return NotAnImageError(f"{display_name(path)}: {reason}", reason=reason, permanent=permanent)

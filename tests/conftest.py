@@ -38,6 +38,7 @@ SLOW_MODULES = {
     "test_generation_speedups", "test_lora_file", "test_model_files", "test_pipeline",
     "test_pix2pix_turbo", "test_index", "test_search",
     "test_models_folder",  # a python process per case
+    "test_lean_sync", "test_live_resync", "test_phone_live_search",  # a real adb server
 }
 SLOW_TESTS = {
     "test_command.py::test_sigterm_exits_143_through_the_runner",

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tools.fixtures.fake_phone import AdbServer, FakePhone, free_port, require_adb
+from tools.fixtures.photos import camera_jpeg
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -19,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def phone(adb: AdbServer, tmp_path: Path) -> Iterator[FakePhone]:
     photo = tmp_path / "sdcard" / "DCIM" / "Camera" / "IMG_0001.jpg"
     photo.parent.mkdir(parents=True)
-    photo.write_bytes(b"photo")
+    photo.write_bytes(camera_jpeg(640, 480))          # lean by default: a real photo
     (photo.parent / "VID_0001.mp4").write_bytes(b"video")
     fake = FakePhone(tmp_path / "sdcard").start()
     adb.connect(fake)
@@ -123,7 +124,7 @@ def test_a_listing_limit_hit_is_one_line_and_exit_2(adb, phone, tmp_path):
 def test_a_dripping_phone_ends_at_the_timeout_with_one_line_and_exit_2(adb, phone, tmp_path):
     phone.drip = (0, 0.4)               # one byte every 0.4 s: each read waits less than 1 s
     result = run_cli("--adb-port", str(adb.port), "sync", "--dest", str(tmp_path / "g"),
-                     "--timeout", "1", "--json")
+                     "--timeout", "1", "--json", "--originals")     # the drip slows RECV
     assert result.returncode == 2
     assert_one_line_error(result, "slower than 16 KB/s", "sync again")
     assert not [p for p in (tmp_path / "g").rglob("*.jp*g")]

@@ -51,6 +51,7 @@ def local_files(folder: Path) -> dict[str, bytes]:
 
 
 def sync(adb: AdbServer, dest: Path, **kwargs):
+    kwargs.setdefault("originals", True)      # byte-for-byte copies: these photos are not images
     return sync_phone(dest, adb_port=adb.port, timeout=5, show_progress=False, **kwargs)
 
 
@@ -187,7 +188,8 @@ def test_a_phone_that_stops_answering_times_out(adb, phone_factory, tmp_path):
     phone = phone_factory({"DCIM/Camera/IMG_1.jpg": b"a" * 100_000})
     phone.stall_after_bytes = 10_000
     with pytest.raises(PhoneConnectionLost, match="sent nothing for 1 s.*sync again"):
-        sync_phone(tmp_path / "gallery", adb_port=adb.port, timeout=1, show_progress=False)
+        sync_phone(tmp_path / "gallery", adb_port=adb.port, timeout=1, show_progress=False,
+                   originals=True)
     assert local_files(tmp_path / "gallery" / phone.serialno) == {}
 
 

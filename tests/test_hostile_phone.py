@@ -65,6 +65,7 @@ def bounded(function: Callable[[], object], seconds: float = 10):
 
 def sync(adb: AdbServer, dest: Path, **kwargs):
     kwargs.setdefault("timeout", 5)
+    kwargs.setdefault("originals", True)      # byte-for-byte copies: these photos are not images
     return sync_phone(dest, adb_port=adb.port, show_progress=False, **kwargs)
 
 
@@ -274,7 +275,7 @@ def test_background_sync_reports_a_limit_and_signals_the_photos_it_copied(adb, m
     phone = make_phone({"DCIM/Camera/IMG_1.jpg": b"one"})
     (phone.root / "DCIM/Camera/Endless").mkdir()
     phone.endless_folders.add(f"{CAMERA}/Endless")
-    background = BackgroundSync(tmp_path / "gallery", adb_port=adb.port)
+    background = BackgroundSync(tmp_path / "gallery", adb_port=adb.port, originals=True)
     background.start()
     assert background.done.wait(20)
     assert "the limit per folder" in background.error and "Traceback" not in background.error

@@ -8,10 +8,7 @@ The lean gallery is made as a lean sync leaves one: the phone synced, each photo
 by a small copy (the phone's time kept) and its record marked lean."""
 from __future__ import annotations
 
-import inspect
-import os
 import time
-from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -53,21 +50,14 @@ def phone(adb, tmp_path):
 
 
 def synced(adb, phone: FakePhone, gallery: Path, lean: bool) -> Path:
-    """The phone synced into `gallery` whole (as `--originals` keeps it; `originals=True` where
-    the sync's default is lean); with `lean`, each photo's file then replaced by a small copy
-    and its record marked lean, as a lean sync leaves them."""
-    whole = {"originals": True} if "originals" in inspect.signature(sync_phone).parameters else {}
-    sync_phone(gallery, adb_port=adb.port, timeout=5, show_progress=False, **whole)
+    """The phone synced into `gallery` by the real sync: lean (the phone's thumbnails, records
+    marked lean) or whole (`--originals`)."""
+    sync_phone(gallery, adb_port=adb.port, timeout=5, show_progress=False, originals=not lean)
     if lean:
         with SyncState(gallery) as state:
             for record in state.photos(phone.serialno).values():
-                kept = gallery / record.local_path
-                with Image.open(kept) as image:
-                    image.thumbnail((KEPT_SIDE, KEPT_SIDE))
-                    image.save(kept, quality=85)
-                assert kept.stat().st_size < record.size / 5
-                os.utime(kept, (record.mtime, record.mtime))
-                state.record(phone.serialno, replace(record, lean=True))
+                assert record.lean
+                assert (gallery / record.local_path).stat().st_size < record.size / 5
     phone.recv_paths.clear()
     return gallery / phone.serialno / CAMERA
 

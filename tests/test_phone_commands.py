@@ -70,7 +70,7 @@ def test_show_opens_the_photo_and_explains_a_refusal(adb, tmp_path):
     try:
         adb.connect(phone)
         gallery = tmp_path / "gallery"
-        sync_phone(gallery, adb_port=adb.port, timeout=5, show_progress=False)
+        sync_phone(gallery, adb_port=adb.port, timeout=5, show_progress=False, originals=True)
         media_id = phone.add_media("/sdcard/DCIM/Camera/it's me.jpg")
         photo = gallery / phone.serialno / "DCIM" / "Camera" / "it's me.jpg"
 

@@ -26,6 +26,7 @@ def make_root(root: Path, files: dict[str, bytes], mtimes: dict[str, int] | None
 
 
 def sync(adb: AdbServer, dest: Path, **kwargs):
+    kwargs.setdefault("originals", True)      # byte-for-byte copies: these photos are not images
     return sync_phone(dest, adb_port=adb.port, timeout=5, show_progress=False, **kwargs)
 
 

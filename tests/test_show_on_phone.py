@@ -42,6 +42,7 @@ def phone(adb: AdbServer, tmp_path: Path) -> Iterator[FakePhone]:
     for index, name in enumerate(["IMG_0001.jpg", *HOSTILE_NAMES]):
         (root / CAMERA / name).write_bytes(b"photo %d" % index)
     fake = FakePhone(root).start()
+    fake.media_knows_files = False     # these tests fill the media store by hand (or by scanning)
     adb.connect(fake)
     yield fake
     adb.disconnect(fake)
@@ -52,7 +53,7 @@ def phone(adb: AdbServer, tmp_path: Path) -> Iterator[FakePhone]:
 def gallery(adb: AdbServer, phone: FakePhone, tmp_path: Path) -> Path:
     """The phone synced into a gallery; its shell log starts empty after it."""
     folder = tmp_path / "gallery"
-    sync_phone(folder, adb_port=adb.port, timeout=5, show_progress=False)
+    sync_phone(folder, adb_port=adb.port, timeout=5, show_progress=False, originals=True)
     phone.shell_commands.clear()
     return folder
 

@@ -42,7 +42,7 @@ def phone_gallery(adb, phone, tmp_path_factory) -> Path:
     """The phone's four photos synced into a gallery, plus one photo of our own (not from it)."""
     from device.phone_sync import sync_phone
     folder = tmp_path_factory.mktemp("gallery")
-    sync_phone(folder, adb_port=adb.port, timeout=5, show_progress=False)
+    sync_phone(folder, adb_port=adb.port, timeout=5, show_progress=False, originals=True)
     cv2.imwrite(str(folder / "mine.png"), cv2.cvtColor(data.coffee()[::-1], cv2.COLOR_RGB2BGR))
     return folder
 

@@ -104,12 +104,15 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _add_phone_arguments(parser: argparse.ArgumentParser) -> None:
     """The phone group: photos pulled over ADB at start-up."""
+    from device.background_sync import RESYNC_SECONDS
+    from device.originals_cache import DEFAULT_CACHE_BYTES
     from device.phone_sync import DEFAULT_ADB_PORT, DEFAULT_FOLDERS
     from sketch_search.app.cli import positive_int
 
     phone = parser.add_argument_group(
-        "phone", "at start-up, new photos are pulled over ADB from a connected phone into the "
-                 "gallery (default ~/sketch-gallery) while the window runs")
+        "phone", "new photos are brought over ADB from a connected phone into the gallery "
+                 "(default ~/sketch-gallery) at start-up, then looked for again every "
+                 f"{RESYNC_SECONDS:g} s while the window runs")
     phone.add_argument("--no-sync", dest="sync", action="store_false",
                        help="do not pull photos from a phone; search --gallery as it is")
     phone.add_argument("--serial", default=None, help="which phone, when several are connected")
@@ -117,6 +120,23 @@ def _add_phone_arguments(parser: argparse.ArgumentParser) -> None:
                        help="phone folders under /sdcard to pull (default DCIM/Camera)")
     phone.add_argument("--adb-port", type=positive_int, default=DEFAULT_ADB_PORT,
                        help="the adb server's port (default 5037)")
+    phone.add_argument("--originals", action="store_true",
+                       help="keep byte-for-byte copies of the phone's photos (default: one small "
+                            "image per photo, the phone's own thumbnail)")
+    phone.add_argument("--originals-cache", type=_megabytes, default=DEFAULT_CACHE_BYTES // 1_000_000,
+                       metavar="MB",
+                       help="megabytes kept of originals pulled when a lean photo is opened large "
+                            f"(default {DEFAULT_CACHE_BYTES // 1_000_000}; 0: never pull originals)")
+
+
+def _megabytes(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number of megabytes: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"give 0 or more megabytes, not {text}")
+    return value
 
 
 def _check_display() -> None:
@@ -160,13 +180,16 @@ def build(argv: list[str] | None = None):
                          window=args.window, max_frames=args.max_frames, screenshot=args.screenshot,
                          live=args.live, pause=args.pause,
                          events=args.events.expanduser() if args.events else None,
-                         adb_port=args.adb_port, serial=args.serial)
-    phone_sync = None
-    if sync:
-        gallery.mkdir(parents=True, exist_ok=True)  # the phone's photos land here
-        from device.background_sync import BackgroundSync
-        phone_sync = BackgroundSync(gallery, args.serial, args.folders, args.adb_port)
-    return AirCanvasApp(options, search, phone_sync)
+                         adb_port=args.adb_port, serial=args.serial,
+                         originals_cache=args.originals_cache * 1_000_000)
+    return AirCanvasApp(options, search, _phone_sync(args, gallery) if sync else None)
+
+
+def _phone_sync(args: argparse.Namespace, gallery: Path):
+    """The phone sync that fills `gallery` while the window runs."""
+    from device.background_sync import BackgroundSync
+    gallery.mkdir(parents=True, exist_ok=True)  # the phone's photos land here
+    return BackgroundSync(gallery, args.serial, args.folders, args.adb_port, originals=args.originals)
 
 
 def main(argv: list[str] | None = None) -> int:
