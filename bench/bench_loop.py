@@ -14,7 +14,9 @@ the caller wins). --pace 30 delivers frames like a 30 fps webcam. The loop track
 
 --trackers instead measures MediaPipe alone, per frame, with one and with two hands in view
 (the moving pen hand; beside it a second, open hand): HandTracker with max_num_hands=1 and 2,
-and the loop's TwoHandTracker, as while drawing and "eager" (as while the pen hand is open).
+and the loop's TwoHandTracker, as while drawing and "eager" (as while the pen hand is open),
+without its second look, and with every pen-hand fit made implausible (the second look's worst
+case: a static detection on a crop every SECOND_LOOK_EVERY frames).
 """
 from __future__ import annotations
 
@@ -166,6 +168,28 @@ def two_hands_rgb(frames: int, bgr: bool = False) -> list:
     return out
 
 
+class Misfit:
+    """A tracker whose every fit has its middle finger stretched three times (implausible), so the
+    loop's second look runs as often as it may: the worst case of its cost."""
+
+    def __init__(self, tracker) -> None:
+        self.tracker = tracker
+
+    def process(self, frame):
+        from dataclasses import replace
+
+        hand = self.tracker.process(frame)
+        if hand is None:
+            return None
+        points = hand.landmarks.copy()
+        for a, b in ((9, 10), (10, 11), (11, 12)):
+            points[b] = points[a] + (hand.landmarks[b] - hand.landmarks[a]) * 3
+        return replace(hand, landmarks=points)
+
+    def close(self) -> None:
+        self.tracker.close()
+
+
 def tracker_costs(frames: int) -> dict:
     """Median and mean milliseconds per frame of each tracker, one and two hands in view."""
     import cv2
@@ -186,10 +210,17 @@ def tracker_costs(frames: int) -> dict:
             out.append(cv2.cvtColor(paste_all(background, placed), cv2.COLOR_BGR2RGB))
         return out
 
+    def misfitting() -> TwoHandTracker:
+        tracker = TwoHandTracker()
+        tracker._first = Misfit(tracker._first)
+        return tracker
+
     makers = {"max_num_hands=1": lambda: HandTracker(max_num_hands=1),
               "max_num_hands=2": lambda: HandTracker(max_num_hands=2),
               "TwoHandTracker": TwoHandTracker,
-              "TwoHandTracker eager": TwoHandTracker}
+              "TwoHandTracker eager": TwoHandTracker,
+              "TwoHandTracker no second look": lambda: TwoHandTracker(second_look_every=0),
+              "TwoHandTracker, every pen-hand fit implausible": misfitting}
     results = {}
     for hands in (1, 2):
         rgb = video(hands == 2)

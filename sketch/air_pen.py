@@ -109,6 +109,10 @@ class AirPen:
     Pointer: `pointer` is the smoothed middle-finger knuckle of a hand showing a fist (pen up),
     the second hand's before the pen hand's, in view pixels; None when no hand is a fist. A
     drawing hand never gives a pointer.
+
+    Unsure: a hand whose read is declined (Gesture.UNSURE) changes nothing: the tool stays, the
+    pen pauses (no line, no erasing), a save or clear hold lets go and does not fire, and the
+    hand gives no pointer (so no control's hold progresses); its palm is in `unsure_points`.
     """
 
     def __init__(self, canvas: Canvas, hold_seconds: float = HOLD_SECONDS,
@@ -124,6 +128,7 @@ class AirPen:
         self.cursor: Point | None = None        # smoothed index fingertip of the pen hand, view pixels
         self.pointer: Point | None = None
         self.clear_points: tuple[Point, Point] | None = None  # both palms while both are open
+        self.unsure_points: list[Point] = []    # palms of the hands whose read was declined this frame
         self._save = _Hold(hold_seconds)
         self._clear = _Hold(hold_seconds)
         self._pen_at: Point | None = None       # palm of the pen hand when last seen
@@ -185,46 +190,61 @@ class AirPen:
     def update(self, hands: Sequence[Hand], t: float) -> Action | None:
         """Take one frame's hands (none, one or two) at time `t`; what fired, if anything."""
         pen_hand, other = self._assign(hands)
+        raw, other_raw = self._read(pen_hand, other)
+        sure = raw is not Gesture.UNSURE and other_raw is not Gesture.UNSURE
+        both_open = sure and self.gesture is Gesture.ERASER and self.other_gesture is Gesture.ERASER
+        tool = None if both_open else DRAWING_TOOLS.get(self.gesture)
+
+        if both_open and self.canvas.drawing and self.canvas.strokes[-1].erase and \
+                self._stroke_started is not None and t - self._stroke_started <= CLEAR_GRACE_SECONDS:
+            self.canvas.cancel()
+        self._draw(pen_hand, tool, raw, t)
+        self._update_pointer(pen_hand if raw is not Gesture.UNSURE else None,
+                             other if other_raw is not Gesture.UNSURE else None, t)
+        self.clear_points = (self.palm(pen_hand), self.palm(other)) if both_open else None
+        if self._clear.update(both_open, t):
+            return Action.CLEAR
+        # An unsure frame of the pen hand lets go of the save: a declined hand never completes one.
+        if self._save.update(self.gesture is Gesture.SAVE and raw is not Gesture.UNSURE, t):
+            return Action.SAVE
+        return None
+
+    def _read(self, pen_hand: Hand | None, other: Hand | None) -> tuple[Gesture | None, Gesture | None]:
+        """Each hand's gesture this frame (raw), fed to its stabiliser; UNSURE ones change nothing
+        there, and their palms go to `unsure_points` for the window's "?"."""
         raw = gesture_for_hand(pen_hand) if pen_hand is not None else None
         self._raw = raw
         self.gesture = self.stabilizer.update(raw)
+        other_raw = None
         if other is None:
             self.other_stabilizer.reset()
             self.other_gesture = None
         else:
             other_raw = gesture_for_hand(other)
             self.other_gesture = self.other_stabilizer.update(other_raw)
-        both_open = self.gesture is Gesture.ERASER and self.other_gesture is Gesture.ERASER
-        tool = None if both_open else DRAWING_TOOLS.get(self.gesture)
+        self.unsure_points = [self.palm(hand) for hand, gesture in ((pen_hand, raw), (other, other_raw))
+                              if hand is not None and gesture is Gesture.UNSURE]
+        return raw, other_raw
 
-        if both_open and self.canvas.drawing and self.canvas.strokes[-1].erase and \
-                self._stroke_started is not None and t - self._stroke_started <= CLEAR_GRACE_SECONDS:
-            self.canvas.cancel()
+    def _draw(self, pen_hand: Hand | None, tool: Tool | None, raw: Gesture | None, t: float) -> None:
+        """The pen hand's stroke: begun, continued or ended for this frame's tool."""
         if tool is None:
             self.canvas.end()
         elif not self.canvas.drawing or not _same_tool(self.canvas.strokes[-1], tool):
             self.canvas.begin(tool.color, tool.width, tool.erase)
             self._stroke_started = t
             self.smoother.reset()  # a new stroke starts where the finger is, not where it was
-
         if pen_hand is None:
             self.cursor = None
             self.smoother.reset()  # the hand may come back anywhere
-        else:
-            x, y = pen_hand.landmarks[INDEX_FINGERTIP, :2] * (self.canvas.width, self.canvas.height)
-            self.cursor = tuple(float(v) for v in self.smoother((x, y), t))
-            # While fingers are changing (raw differs from the held tool) the pen pauses, so
-            # curling a finger does not leave a hook at the end of a stroke.
-            if tool is not None and raw == self.gesture:
-                self.canvas.add(self.cursor)
-
-        self._update_pointer(pen_hand, other, t)
-        self.clear_points = (self.palm(pen_hand), self.palm(other)) if both_open else None
-        if self._clear.update(both_open, t):
-            return Action.CLEAR
-        if self._save.update(self.gesture is Gesture.SAVE, t):
-            return Action.SAVE
-        return None
+            return
+        x, y = pen_hand.landmarks[INDEX_FINGERTIP, :2] * (self.canvas.width, self.canvas.height)
+        self.cursor = tuple(float(v) for v in self.smoother((x, y), t))
+        # While fingers are changing (raw differs from the held tool) the pen pauses, so curling a
+        # finger does not leave a hook at the end of a stroke; an unsure hand (raw UNSURE) pauses it
+        # too: it neither draws nor erases.
+        if tool is not None and raw == self.gesture:
+            self.canvas.add(self.cursor)
 
     def _update_pointer(self, pen_hand: Hand | None, other: Hand | None, t: float) -> None:
         if other is not None and self.other_gesture is Gesture.PEN_UP:

@@ -7,6 +7,10 @@ hand's own size, and the thumb's direction in a frame built from the palm itself
 A tiny logistic regression per finger (gesture_model.json, made by
 `python -m tools.train_gestures`) weighs those few numbers; inference is numpy only.
 
+The reader declines ("unsure") rather than guess: when the landmarks could not be a hand
+(sketch/plausibility.py) or a finger's score sits near the boundary between bent and extended
+(`read_fingers`, `Gesture.UNSURE`).
+
 Evaluation on labelled photos lives in tools/evaluate_gestures.py.
 """
 from __future__ import annotations
@@ -22,7 +26,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from sketch.plausibility import doubt_about
 from sketch_search.common.errors import CheckpointFormatError, MissingCheckpointError
+from sketch_search.common.files import write_text_atomically
 
 if TYPE_CHECKING:  # only for type hints: this module never loads MediaPipe itself
     from sketch.tracker import Hand
@@ -46,6 +52,12 @@ FEATURE_NAMES = {name: THUMB_FEATURES if name == "thumb" else LONG_FINGER_FEATUR
 MODEL_PATH = Path(__file__).with_name("gesture_model.json")
 MODEL_FORMAT = "sketch-search finger model"
 _EPS = 1e-9
+# A finger whose score (log-odds of "extended") is nearer than this to 0 is neither clearly bent
+# nor clearly extended: the read is declined. On hand-counting's photos (the model of hand-counts
+# alone, upright and turned) it declines 0.8 % more reads than no margin, 38 % of them wrong ones
+# (of all reads 4.9 % are wrong); a wider margin declines mostly right reads (BENCHMARKS.md,
+# "Declining what it cannot see").
+SCORE_MARGIN = 0.5
 
 
 # --- geometry -------------------------------------------------------------------------
@@ -106,6 +118,13 @@ def finger_features(landmarks: np.ndarray) -> dict[str, np.ndarray]:
             _norm(tip - wrist) / (_norm(middle_joint - wrist) + _EPS),
         ], axis=-1)
 
+    features["thumb"] = _thumb_features(p)
+    return {name: features[name] for name in FINGERS}
+
+
+def _thumb_features(p: np.ndarray) -> np.ndarray:
+    """(..., 4) the thumb's features (see finger_features) from (..., 21, 3) points."""
+    wrist = p[..., WRIST, :]
     index_base, middle_base, pinky_base = p[..., 5, :], p[..., 9, :], p[..., 17, :]
     across = index_base - pinky_base
     palm_width = _norm(across) + _EPS
@@ -114,13 +133,12 @@ def finger_features(landmarks: np.ndarray) -> dict[str, np.ndarray]:
     thumb_mcp, thumb_tip = p[..., 2, :], p[..., 4, :]
     other_joints = p[..., [6, 7, 8, 10, 11, 12, 14, 15, 16, 18, 19, 20], :]
     nearest = _norm(other_joints - thumb_tip[..., None, :]).min(axis=-1)
-    features["thumb"] = np.stack([
+    return np.stack([
         np.sum(_unit(thumb_tip - thumb_mcp) * across, axis=-1),
         np.sum((thumb_tip - index_base) * across, axis=-1) / palm_width,
         _norm(thumb_tip - pinky_base) / palm_length,
         nearest / palm_length,
     ], axis=-1)
-    return {name: features[name] for name in FINGERS}
 
 
 # --- the model ------------------------------------------------------------------------
@@ -159,7 +177,7 @@ class FingerModel:
         data = {"format": MODEL_FORMAT, "version": 1,
                 "fingers": {name: self.classifiers[name].to_json() for name in FINGERS},
                 "info": self.info}
-        Path(path).write_text(json.dumps(data, indent=1) + "\n")
+        write_text_atomically(Path(path), json.dumps(data, indent=1) + "\n")
 
     @classmethod
     def load(cls, path: Path) -> FingerModel:
@@ -234,6 +252,45 @@ def extended_fingers(landmarks: np.ndarray, handedness: str | None = None,
     return ExtendedFingers(*(bool(s > 0) for s in scores))
 
 
+@dataclass(frozen=True)
+class Reading:
+    """One hand's read: which fingers are extended, or None with the reason it was declined."""
+
+    fingers: ExtendedFingers | None
+    doubt: str | None = None
+
+    @property
+    def count(self) -> int | None:
+        """Extended fingers, or None when declined."""
+        return None if self.fingers is None else self.fingers.count
+
+    @property
+    def declined(self) -> bool:
+        return self.fingers is None
+
+
+def read_fingers(landmarks: np.ndarray, handedness_score: float | None = None,
+                 model: FingerModel | None = None, margin: float = SCORE_MARGIN) -> Reading:
+    """Which fingers are extended, or a declined Reading when the landmarks are implausible or a
+    finger's score is within `margin` of the boundary (0 turns the margin off)."""
+    points = as_points(landmarks)
+    if points.ndim != 2:
+        raise ValueError(f"expected one hand's (21, 3) landmarks, got {points.shape}")
+    doubt = doubt_about(points, handedness_score)
+    if doubt is not None:
+        return Reading(None, doubt)
+    scores = (model or load_finger_model()).scores(points)
+    unclear = np.flatnonzero(np.abs(scores) < margin)
+    if unclear.size:
+        return Reading(None, f"the {FINGERS[unclear[0]]} finger is neither clearly bent nor extended")
+    return Reading(ExtendedFingers(*(bool(v > 0) for v in scores)))
+
+
+def read_hand(hand: Hand, model: FingerModel | None = None, margin: float = SCORE_MARGIN) -> Reading:
+    """read_fingers for a tracked hand (its pixel landmarks and handedness score)."""
+    return read_fingers(hand.points_3d(), hand.score, model, margin)
+
+
 def count_extended_fingers(landmarks: np.ndarray, handedness: str | None = None,
                            model: FingerModel | None = None) -> int:
     """How many fingers (0-5) of one hand are extended."""
@@ -249,6 +306,7 @@ class Gesture(Enum):
     PEN_GREEN = "pen_green"  # three
     PEN_RED = "pen_red"      # four
     ERASER = "eraser"        # open hand
+    UNSURE = "unsure"        # the hand is seen but not read (declined): changes nothing
 
     @property
     def draws(self) -> bool:
@@ -280,17 +338,23 @@ def gesture_for_fingers(fingers: ExtendedFingers | None) -> Gesture:
 
 
 def gesture_for_hand(hand: Hand | None, model: FingerModel | None = None) -> Gesture:
-    """The gesture a tracked hand shows (PEN_UP when there is no hand)."""
+    """The gesture a tracked hand shows (PEN_UP when there is no hand, UNSURE when its read is
+    declined)."""
     if hand is None:
         return Gesture.PEN_UP
-    return gesture_for_fingers(extended_fingers(hand.points_3d(), hand.handedness, model))
+    reading = read_hand(hand, model)
+    if reading.declined:
+        return Gesture.UNSURE
+    return gesture_for_fingers(reading.fingers)
 
 
 class GestureStabilizer:
     """Holds the current gesture until a new one has been seen `frames` times in a row.
 
     A finger half-way through bending can read as extended for a frame; without this the
-    pen colour would flicker. No hand (None) counts as PEN_UP.
+    pen colour would flicker. No hand (None) counts as PEN_UP. An UNSURE frame is skipped: it
+    changes nothing and is not counted (a hand read only now and then, between declined frames,
+    still changes the gesture after `frames` reads of it in a row).
     """
 
     def __init__(self, frames: int = 3, initial: Gesture = Gesture.PEN_UP) -> None:
@@ -308,6 +372,8 @@ class GestureStabilizer:
     def update(self, gesture: Gesture | None) -> Gesture:
         """Feed one frame's gesture; returns the stable gesture after it."""
         gesture = Gesture.PEN_UP if gesture is None else gesture
+        if gesture is Gesture.UNSURE:
+            return self._current
         if gesture == self._current:
             self._candidate, self._seen = gesture, 0
             return self._current

@@ -143,6 +143,13 @@ def draw_hold_ring(view: np.ndarray, point: tuple[float, float], progress: float
     cv2.ellipse(view, center, (28, 28), 0, -90, end, ACCENT, 6, cv2.LINE_AA)
 
 
+def draw_unsure(view: np.ndarray, point: tuple[float, float]) -> None:
+    """A quiet grey "?" on a hand whose fingers were not read (declined), with a light halo."""
+    center = (int(round(point[0])), int(round(point[1])))
+    _centred(view, "?", center, 1.0, (255, 255, 255), 5)
+    _centred(view, "?", center, 1.0, (120, 120, 120), 2)
+
+
 def draw_toast(view: np.ndarray, message: str, error: bool = False) -> None:
     """A one-line message across the top of the live view."""
     line = fit_text(message, view.shape[1] - 2 * GAP, 0.6)
@@ -177,7 +184,13 @@ def render_panel(height: int, results: ResultsView | None) -> np.ndarray:
         for i, line in enumerate(HELP_LINES):
             text(panel, line, (GAP * 2, 76 + 24 * i), 0.5, TEXT if i == 0 else DIM)
         return panel
-    # Row 1: sketch and generated image, the caption beside them.
+    _draw_first_row(panel, results)
+    _draw_matches(panel, height, results)
+    return panel
+
+
+def _draw_first_row(panel: np.ndarray, results: ResultsView) -> None:
+    """Row 1: sketch and generated image, the caption beside them."""
     for column, (image, label) in enumerate([(results.sketch, "sketch"), (results.generated, "generated")]):
         x = GAP + column * (BIG_TILE + GAP)
         if image is None:  # a preview: no generated image yet
@@ -193,7 +206,10 @@ def render_panel(height: int, results: ResultsView | None) -> np.ndarray:
     for i, line in enumerate(wrap_text(caption, caption_width, 0.5, 5)):
         text(panel, line, (caption_x, 44 + 20 * i), 0.5, TEXT)
     text(panel, f"{results.seconds:.1f} s", (caption_x, GAP + BIG_TILE), 0.45, DIM)
-    # Rows 2-: the gallery's best matches with their cosine scores.
+
+
+def _draw_matches(panel: np.ndarray, height: int, results: ResultsView) -> None:
+    """Rows 2-: the gallery's best matches with their cosine scores."""
     rows = max(0, (height - RESULTS_TOP) // (TILE + GAP))
     shown = results.photos[:rows * TILE_COLUMNS]
     heading = (f"top {len(results.photos)} of {results.gallery_size} photos"
@@ -220,7 +236,6 @@ def render_panel(height: int, results: ResultsView | None) -> np.ndarray:
         text(panel, f"{i + 1}. {score:.3f}", (x + 4, y + TILE - 6), 0.5, ACCENT, 1)
     if len(results.photos) > len(shown):
         text(panel, f"+{len(results.photos) - len(shown)} more in the JSON", (GAP, height - GAP), 0.45, DIM)
-    return panel
 
 
 def compose(view: np.ndarray, panel: np.ndarray, bar: np.ndarray) -> np.ndarray:

@@ -1,9 +1,8 @@
 """Hand landmarks from RGB images with MediaPipe Hands (`mp.solutions.hands`, works offline).
 
-`HandTracker.process` is for webcam frames (tracking between frames); `detect_in_photo`
-is for single, possibly tiny photos: it upscales and pads them first, because the palm
-detector misses hands that fill a small frame edge to edge. `TwoHandTracker` follows up to two
-hands in webcam frames at about the cost of one while only one is in view.
+`HandTracker.process` is for webcam frames (tracking between frames); single, possibly tiny
+photos go through sketch/photo_detection.py. `TwoHandTracker` follows up to two hands in webcam
+frames at about the cost of one while only one is in view.
 """
 from __future__ import annotations
 
@@ -16,15 +15,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
+
+from sketch.plausibility import doubt_about_hand
+from sketch.views import box_around, look_closer
+from sketch_search.common.native_env import quiet_native_logs
 
 logger = logging.getLogger(__name__)
 
 NUM_LANDMARKS = 21
-# Static detection in photos: lower than MediaPipe's 0.5 because a photo is known to
-# hold a hand; on the shared photos 0.5 missed about twice as many.
-PHOTO_DETECTION_CONFIDENCE = 0.3
 
 # What MediaPipe's C++ (TFLite, absl, its GL context) writes straight to the process's stderr
 # while its graph starts: true, but noise to a user. Shown with -v (logging at INFO).
@@ -103,7 +102,7 @@ class Hand:
         return self.landmarks * np.array([w, h, w], dtype=np.float32)
 
 
-def _check_rgb(image: np.ndarray) -> np.ndarray:
+def check_rgb(image: np.ndarray) -> np.ndarray:
     if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.size == 0:
         shape = getattr(image, "shape", type(image).__name__)
         raise ValueError(f"expected an RGB image as an (H, W, 3) array, got {shape}")
@@ -123,8 +122,7 @@ class HandTracker:
         min_tracking_confidence: float = 0.5,
     ) -> None:
         # Imported here so that modules using only Hand or the pure gesture logic load fast.
-        os.environ.setdefault("GLOG_minloglevel", "2")  # MediaPipe's C++ start-up chatter
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        quiet_native_logs()  # MediaPipe's C++ start-up chatter; the one setting bootstrap() makes too
         with _start_up_chatter_quiet():
             import mediapipe as mp
 
@@ -147,7 +145,7 @@ class HandTracker:
         """Every hand found (at most max_num_hands)."""
         if self._hands is None:
             raise RuntimeError("HandTracker is closed")
-        frame = _check_rgb(frame_rgb)
+        frame = check_rgb(frame_rgb)
         if self._started:
             result = self._hands.process(frame)
         else:
@@ -171,24 +169,6 @@ class HandTracker:
                 )
             )
         return hands
-
-    def detect_in_photo(self, image_rgb: np.ndarray) -> Hand | None:
-        """Detect a hand in a single photo; landmarks refer to the photo as given.
-
-        The photo is shown to the detector scaled and padded (PHOTO_VIEWS); when no hand
-        is found the next view is tried, so the common case costs one detection.
-        """
-        if not self.static_image_mode:
-            raise RuntimeError("detect_in_photo needs a HandTracker(static_image_mode=True)")
-        image = _check_rgb(image_rgb)
-        for view in PHOTO_VIEWS:
-            rendered, to_view = view.render(image)
-            hand = self.process(rendered)
-            if hand is not None:
-                if view is not PHOTO_VIEWS[0]:
-                    logger.debug("hand found only in the view %s", view)
-                return _map_back(hand, to_view, view.mirror, image.shape[1], image.shape[0])
-        return None
 
     def close(self) -> None:
         if self._hands is not None:
@@ -222,6 +202,55 @@ MASK_GREY = 128
 SAME_HAND = 0.5
 
 
+# The second look in video: when a tracked hand's landmarks are implausible, a static detection on
+# a tighter, upscaled crop around where the hand was in the previous frame, at most once every
+# SECOND_LOOK_EVERY frames (it costs about two trackings; BENCHMARKS.md, "Declining what it
+# cannot see"), so the loop keeps 30 fps. A plausible fit found so replaces the tracked one.
+SECOND_LOOK_EVERY = 5
+
+
+class SecondLook:
+    """Replaces implausible hands with a plausible fit from a crop, now and then (see above)."""
+
+    def __init__(self, every: int = SECOND_LOOK_EVERY) -> None:
+        if every < 1:
+            raise ValueError(f"every must be at least 1, got {every}")
+        self.every = every
+        self.looks = 0                      # second looks taken
+        self.kept = 0                       # of which gave a plausible fit
+        self._since = every                 # frames since the last look
+        self._previous: list[Hand] = []     # the hands of the previous frame, as tracked
+        self._static: HandTracker | None = None   # made on first need
+
+    def __call__(self, frame: np.ndarray, hands: list[Hand]) -> list[Hand]:
+        """This frame's hands, an implausible one replaced when a look is due and finds better."""
+        self._since += 1
+        previous, self._previous = self._previous, list(hands)
+        out = []
+        for hand in hands:
+            if self._since >= self.every and doubt_about_hand(hand) is not None:
+                self._since = 0
+                hand = self._look(frame, hand, previous)
+            out.append(hand)
+        return out
+
+    def _look(self, frame: np.ndarray, hand: Hand, previous: list[Hand]) -> Hand:
+        around = next((before for before in previous if same_hand(before, hand)), hand)
+        if self._static is None:
+            self._static = HandTracker(static_image_mode=True)
+        self.looks += 1
+        closer = look_closer(self._static, frame, box_around(around.landmarks_px()))
+        if closer is None or doubt_about_hand(closer) is not None:
+            return hand
+        self.kept += 1
+        return closer
+
+    def close(self) -> None:
+        if self._static is not None:
+            self._static.close()
+            self._static = None
+
+
 class TwoHandTracker:
     """Up to two hands in each webcam frame, at about the cost of one while one is in view.
 
@@ -232,12 +261,13 @@ class TwoHandTracker:
     `eager_every`-th when the caller expects one), in the frame with the first hand painted
     over, and once found follows it every `track_every`-th frame. Hands come back first
     tracker's first; which hand draws is the caller's business (AirPen keeps the pen
-    with the hand that was drawing).
+    with the hand that was drawing). `second_look_every`: implausible hands get a SecondLook at
+    most every that many frames (0: never).
     """
 
     def __init__(self, search_every: int = SECOND_HAND_EVERY, eager_every: int = EAGER_SEARCH_EVERY,
                  track_every: int = TRACK_SECOND_EVERY, min_detection_confidence: float = 0.5,
-                 min_tracking_confidence: float = 0.5) -> None:
+                 min_tracking_confidence: float = 0.5, second_look_every: int = SECOND_LOOK_EVERY) -> None:
         if min(search_every, eager_every, track_every) < 1:
             raise ValueError(f"search_every, eager_every and track_every must be at least 1, got "
                              f"{search_every}, {eager_every}, {track_every}")
@@ -250,11 +280,12 @@ class TwoHandTracker:
         self._second_tracker = HandTracker(**options)
         self._second: Hand | None = None     # the second hand as last seen
         self._frames_since_search = 0
+        self.second_look = SecondLook(second_look_every) if second_look_every else None
 
     def process_all(self, frame_rgb: np.ndarray, eager: bool = False) -> list[Hand]:
         """The hands in this frame: none, one, or two (the first tracker's first). `eager`: a
         second hand is expected, so it is searched for more often (every `eager_every` frames)."""
-        frame = _check_rgb(frame_rgb)
+        frame = check_rgb(frame_rgb)
         first = self._first.process(frame)
         if first is None:
             # No hand at all, or the first tracker lost its own: it searches the whole frame
@@ -272,11 +303,14 @@ class TwoHandTracker:
             self._second = self._second_tracker.process(without_hand(frame, first))
         if self._second is not None and same_hand(first, self._second):
             self._second = None
-        return [first] if self._second is None else [first, self._second]
+        hands = [first] if self._second is None else [first, self._second]
+        return hands if self.second_look is None else self.second_look(frame, hands)
 
     def close(self) -> None:
         self._first.close()
         self._second_tracker.close()
+        if self.second_look is not None:
+            self.second_look.close()
 
     def __enter__(self) -> TwoHandTracker:
         return self
@@ -308,97 +342,5 @@ def same_hand(a: Hand, b: Hand) -> bool:
     return float(np.linalg.norm((a_low + a_high) / 2 - (b_low + b_high) / 2)) < SAME_HAND * size
 
 
-def detect_in_photo(image_rgb: np.ndarray, tracker: HandTracker | None = None) -> Hand | None:
-    """A hand in one photo (see HandTracker.detect_in_photo); pass a static tracker to reuse it."""
-    if tracker is not None:
-        return tracker.detect_in_photo(image_rgb)
-    with HandTracker(static_image_mode=True, min_detection_confidence=PHOTO_DETECTION_CONFIDENCE) as own:
-        return own.detect_in_photo(image_rgb)
-
-
 def _to_array(landmark_list) -> np.ndarray:
     return np.array([[p.x, p.y, p.z] for p in landmark_list.landmark], dtype=np.float32)
-
-
-@dataclass(frozen=True)
-class PhotoView:
-    """One way to show a photo to the detector: scaled to `side`, with a border, maybe turned.
-
-    Tight crops (a hand filling a 100 px photo edge to edge, its wrist cut by the frame)
-    defeat the palm detector; a border made by repeating the edge pixels gives the hand
-    context and extends the cut arm, as in a wider shot.
-    """
-
-    side: int = 256          # longer side of the photo after scaling, in pixels
-    border: float = 0.35     # border on each edge, as a fraction of `side`
-    mirror: bool = False
-    turn: float = 0.0        # degrees, counter-clockwise
-
-    def render(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The view's image and the 3x3 affine map from photo to view pixel coordinates.
-
-        Coordinates are continuous (the photo spans [0, W] x [0, H]), as MediaPipe's
-        normalised landmarks times the image size are.
-        """
-        height, width = image.shape[:2]
-        scale = self.side / max(height, width)
-        size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        interpolation = cv2.INTER_CUBIC if scale > 1 else cv2.INTER_AREA
-        resized = cv2.resize(image, size, interpolation=interpolation)
-        w, h = size
-        mirror = np.array([[-1.0, 0, w], [0, 1, 0], [0, 0, 1]]) if self.mirror else np.eye(3)
-        # Turn about the centre on a canvas large enough for the turned photo, plus the border.
-        angle = np.deg2rad(self.turn)
-        cos, sin = np.cos(angle), np.sin(angle)
-        border = 2 * self.side * self.border
-        out_w = round(abs(w * cos) + abs(h * sin) + border)
-        out_h = round(abs(w * sin) + abs(h * cos) + border)
-        rotate = np.array([[cos, sin, 0], [-sin, cos, 0], [0, 0, 1]])  # y points down
-        to_view_from_resized = _translation(out_w / 2, out_h / 2) @ rotate @ _translation(-w / 2, -h / 2) @ mirror
-        affine = to_view_from_resized @ np.diag([w / width, h / height, 1.0])
-        # warpAffine works on pixel indices (centres at integers): shift by half a pixel.
-        in_index = _translation(-0.5, -0.5) @ to_view_from_resized @ _translation(0.5, 0.5)
-        rendered = cv2.warpAffine(resized, in_index[:2], (out_w, out_h), flags=cv2.INTER_LINEAR,
-                                  borderMode=cv2.BORDER_REPLICATE)
-        return rendered, affine
-
-
-# Tried in order until one finds a hand. On the 418 shared photos (100 px) the first
-# misses about 1 %, the cascade none; later views mostly rescue turned or odd crops.
-PHOTO_VIEWS: tuple[PhotoView, ...] = (
-    PhotoView(),
-    PhotoView(side=192, border=0.5),
-    PhotoView(mirror=True),
-    PhotoView(turn=30.0),
-    PhotoView(turn=-30.0),
-)
-
-
-def _translation(dx: float, dy: float) -> np.ndarray:
-    return np.array([[1.0, 0, dx], [0, 1, dy], [0, 0, 1]])
-
-
-def _map_back(hand: Hand, to_view: np.ndarray, mirrored: bool, width: int, height: int) -> Hand:
-    """A hand found in a view, with its landmarks expressed in the original photo."""
-    view_w, view_h = hand.image_size
-    points = np.c_[hand.landmarks[:, 0] * view_w, hand.landmarks[:, 1] * view_h, np.ones(NUM_LANDMARKS)]
-    back = points @ np.linalg.inv(to_view).T
-    linear = to_view[:2, :2]
-    scale = float(np.sqrt(abs(np.linalg.det(linear))))
-    landmarks = np.empty((NUM_LANDMARKS, 3), dtype=np.float32)
-    landmarks[:, 0] = back[:, 0] / width
-    landmarks[:, 1] = back[:, 1] / height
-    landmarks[:, 2] = hand.landmarks[:, 2] * view_w / scale / width  # z is on the scale of x
-    world = hand.world_landmarks
-    if world is not None:
-        # Undo the view's turn and mirror on the metric landmarks too (x right, y down).
-        unit = linear / scale
-        world = world.copy()
-        world[:, :2] = world[:, :2] @ np.linalg.inv(unit).T
-        world = world.astype(np.float32)
-    handedness = hand.handedness
-    if mirrored:
-        handedness = {"Left": "Right", "Right": "Left"}.get(handedness, handedness)
-    return Hand(landmarks=landmarks, handedness=handedness, score=hand.score,
-                image_size=(width, height), world_landmarks=world)
-

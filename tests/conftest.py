@@ -29,7 +29,7 @@ def shared_path(*parts: str) -> Path:
 # unit tests, and any test that asks for a fixture that starts adb or writes tiny models.
 SLOW_MODULES = {
     "test_air_canvas_video", "test_window", "test_live_search", "test_phone_search",  # hand videos, windows
-    "test_touchless_video", "test_touchless_results", "test_two_hands",
+    "test_touchless_video", "test_touchless_results", "test_two_hands", "test_second_look",
     "test_device_cli", "test_device_sync", "test_hostile_phone",  # a real adb server
     "test_phone_commands", "test_phone_identity", "test_show_on_phone", "test_original_pull",
     "test_main2", "test_headless", "test_start_up_quiet", "test_hostile_gallery",  # the programs, run

@@ -28,10 +28,11 @@ from sketch.gestures import (
     gesture_for_hand,
     load_finger_model,
 )
-from sketch.tracker import PHOTO_DETECTION_CONFIDENCE, HandTracker
+from sketch.photo_detection import photo_tracker
 from sketch_search.common.errors import CheckpointFormatError, MissingCheckpointError
 from tests.conftest import ROOT, shared_path
 from tools.evaluate_gestures import (
+    EvaluationResult,
     LabelledPhotosError,
     detect_photos,
     labelled_photos,
@@ -70,7 +71,7 @@ def photos():
 def detections(photos):
     """{"upright"|"turned": [Hand | None per photo]}; the turns are the eval command's (seed 0)."""
     paths = [path for path, _ in photos]
-    with HandTracker(static_image_mode=True, min_detection_confidence=PHOTO_DETECTION_CONFIDENCE) as tracker:
+    with photo_tracker() as tracker:
         return {
             "upright": detect_photos(paths, tracker=tracker, progress=False),
             "turned": detect_photos(paths, rotation_angles(len(paths), MAX_TURN, seed=0), tracker=tracker,
@@ -88,7 +89,8 @@ def test_finger_counts_on_real_photos_meet_the_target(photos, detections, copy):
     table = "\n".join(report_lines(result))
     assert sorted({row[0] for row in result.table()}) == [0, 1, 2, 3, 4, 5]
     assert result.accuracy >= MIN_ACCURACY, table
-    for label, n, correct, accuracy in result.table():
+    assert result.wrong <= 0.01 and result.declined_count <= 0.01 * len(labels), table
+    for label, n, correct, accuracy, _missed, _declined in result.table():
         assert accuracy >= MIN_CLASS_ACCURACY, f"class {label}:\n{table}"
 
 
@@ -248,9 +250,11 @@ def test_stabilizer_of_one_frame_follows_at_once_and_zero_is_refused():
 def test_shipped_model_is_tiny_and_records_its_cross_validation():
     model = load_finger_model()
     assert sum(c.weights.size + 1 for c in model.classifiers.values()) <= 30
-    cv = model.info["cross_validation"]
+    cv = model.info["cross_validation"]["hand-counts"]
     assert cv["upright"]["accuracy"] >= MIN_ACCURACY and cv["turned"]["accuracy"] >= MIN_ACCURACY
     assert cv["turned cubic"]["accuracy"] >= MIN_ACCURACY  # as the held-out check turns photos
+    for kind in ("upright", "turned", "turned cubic"):   # declines are recorded, and rare
+        assert cv[kind]["declined"] <= 0.01 * cv[kind]["photos"] and cv[kind]["wrong"] <= 0.01
 
 
 def test_check_copies_are_counted_but_never_trained_on():
@@ -350,20 +354,43 @@ def _run_eval(*args: str) -> subprocess.CompletedProcess:
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
 
 
-def test_eval_command_prints_a_table_and_accuracy_last(photos, tmp_path):
+def test_eval_command_prints_a_table_and_the_fixed_lines(photos, tmp_path):
     for path, label in photos[::20]:  # a couple of photos per class
         (tmp_path / str(label)).mkdir(exist_ok=True)
         shutil.copy(path, tmp_path / str(label) / path.name)
     result = _run_eval("--eval", str(tmp_path), "--rotate", "30")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
-    assert lines[0].split() == ["class", "n", "correct", "accuracy", "no", "hand"]
-    rows = [line.split() for line in lines[1:-2]]
+    assert lines[0].split() == ["class", "n", "correct", "accuracy", "no", "hand", "declined"]
+    rows = [line.split() for line in lines[1:-4]]
     assert [int(r[0]) for r in rows] == sorted({label for _, label in photos[::20]})
     assert sum(int(r[1]) for r in rows) == len(photos[::20])
-    assert re.fullmatch(r"no hand detected: \d+ of \d+ \(counted as wrong\)", lines[-2])
-    match = re.fullmatch(r"accuracy: (\d\.\d{4})", lines[-1])
-    assert match and float(match.group(1)) >= 0.9
+    missed = re.fullmatch(r"no hand detected: (\d+) of (\d+) \(not right, not wrong\)", lines[-4])
+    declined = re.fullmatch(r"declined: (\d+) of (\d+) \(not right, not wrong\)", lines[-3])
+    wrong = re.fullmatch(r"wrong: (\d\.\d{4})", lines[-2])
+    accuracy = re.fullmatch(r"accuracy: (\d\.\d{4})", lines[-1])
+    assert missed and declined and wrong and accuracy, lines
+    total = len(photos[::20])
+    assert int(missed.group(2)) == int(declined.group(2)) == total
+    # the columns add up to the lines, and right + wrong + declined + missed is every photo
+    assert sum(int(r[4]) for r in rows) == int(missed.group(1))
+    assert sum(int(r[5]) for r in rows) == int(declined.group(1))
+    right = sum(int(r[2]) for r in rows)
+    assert float(accuracy.group(1)) == pytest.approx(right / total, abs=1e-4)
+    wrong_n = round(float(wrong.group(1)) * total)
+    assert right + wrong_n + int(declined.group(1)) + int(missed.group(1)) == total
+    assert float(accuracy.group(1)) >= 0.9
+    assert not any(re.match(r"\d", line) for line in lines)
+
+
+def test_declined_hands_are_neither_right_nor_wrong():
+    result = EvaluationResult(labels=[2, 2, 3, 3], counts=[2, None, 4, None], declined=[False, True, False, False])
+    assert result.accuracy == 0.25 and result.wrong == 0.25
+    assert result.missed == 1 and result.declined_count == 1
+    assert [row[4:] for row in result.table()] == [(0, 1), (1, 0)]
+    lines = report_lines(result)
+    assert lines[-4:] == ["no hand detected: 1 of 4 (not right, not wrong)", "declined: 1 of 4 (not right, not wrong)",
+                          "wrong: 0.2500", "accuracy: 0.2500"]
 
 
 def test_eval_command_refuses_a_bad_folder_in_one_line(tmp_path):
@@ -373,3 +400,29 @@ def test_eval_command_refuses_a_bad_folder_in_one_line(tmp_path):
         assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith("error: ")
     with pytest.raises(LabelledPhotosError, match="subfolders named 0 to 5"):
         labelled_photos(tmp_path)
+
+
+def test_detections_are_cached_per_photo_file_and_found_again_only_while_the_files_are_unchanged(photos, tmp_path):
+    import os
+
+    from tools.evaluate_gestures import cached_detect
+    from tools.train_gestures import cache_file, detect_copies
+
+    folder = tmp_path / "photos"
+    (folder / "2").mkdir(parents=True)
+    paths = [Path(shutil.copy(path, folder / "2" / path.name)) for path, label in photos if label == 2][:2]
+    cache = tmp_path / "cache"
+    first = cached_detect(paths, None, "linear", False, cache)
+    assert len(list(cache.glob("*.npz"))) == 1
+    again = cached_detect(paths, None, "linear", False, cache)
+    assert [h.handedness for h in again] == [h.handedness for h in first]
+    assert all(np.allclose(a.landmarks, b.landmarks) and a.image_size == b.image_size for a, b in zip(again, first))
+    kinds = ("upright",)
+    name = cache_file(folder, paths, kinds, 45.0, 1)
+    copies = detect_copies(paths, 0, 45.0, 1, cache / name, checks=0)
+    assert np.allclose(copies.points[0], [h.points_3d() for h in first])
+    stamp = paths[0].stat().st_mtime_ns
+    os.utime(paths[0], ns=(stamp + 10**9, stamp + 10**9))   # the photo changed on disk
+    assert cache_file(folder, paths, kinds, 45.0, 1) != name
+    cached_detect(paths, None, "linear", False, cache)
+    assert len(list(cache.glob("eval-*.npz"))) == 2            # detected again, under a new key

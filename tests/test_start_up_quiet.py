@@ -15,7 +15,9 @@ import numpy as np
 from PIL import Image
 if "-v" in sys.argv[2:]:
     logging.basicConfig(level=logging.INFO)
-from sketch.tracker import HandTracker, PhotoView, detect_in_photo
+from sketch.photo_detection import detect_in_photo
+from sketch.tracker import HandTracker
+from sketch.views import PhotoView
 photo = np.asarray(Image.open(sys.argv[1]).convert("RGB"))
 with HandTracker() as tracker:
     assert tracker.process(np.zeros((240, 320, 3), np.uint8)) is None

@@ -4,15 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sketch.tracker import (
-    PHOTO_DETECTION_CONFIDENCE,
-    PHOTO_VIEWS,
-    Hand,
-    HandTracker,
-    PhotoView,
-    _map_back,
-    detect_in_photo,
-)
+from sketch.photo_detection import PHOTO_VIEWS, detect_in_photo, photo_tracker
+from sketch.tracker import Hand, HandTracker
+from sketch.views import PhotoView, map_back
 from tests.conftest import shared_path
 from tools.evaluate_gestures import read_rgb
 
@@ -26,7 +20,7 @@ def _photo(count: int, position: int = 0) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def static_tracker():
-    with HandTracker(static_image_mode=True, min_detection_confidence=PHOTO_DETECTION_CONFIDENCE) as tracker:
+    with photo_tracker() as tracker:
         yield tracker
 
 
@@ -59,7 +53,7 @@ def test_map_back_inverts_the_view():
         landmarks = np.c_[in_view[:, 0] / width, in_view[:, 1] / height, np.zeros(21)].astype(np.float32)
         hand = Hand(landmarks=landmarks, handedness="Left", score=0.9, image_size=(width, height),
                     world_landmarks=np.zeros((21, 3), dtype=np.float32))
-        back = _map_back(hand, affine, view.mirror, 120, 80)
+        back = map_back(hand, affine, view.mirror, 120, 80)
         assert back.image_size == (120, 80)
         assert np.allclose(back.landmarks_px(), photo_points, atol=1e-3)
         assert back.handedness == ("Right" if view.mirror else "Left")
@@ -71,7 +65,7 @@ def test_map_back_inverts_the_view():
 def test_finds_the_hand_in_a_small_photo(static_tracker, count):
     photo = _photo(count)
     assert photo.shape == (100, 100, 3)
-    hand = static_tracker.detect_in_photo(photo)
+    hand = detect_in_photo(photo, static_tracker)
     assert hand is not None
     assert hand.handedness in ("Left", "Right") and 0.3 <= hand.score <= 1.0
     assert hand.landmarks.shape == (21, 3) and hand.world_landmarks.shape == (21, 3)
@@ -87,8 +81,8 @@ def test_finds_the_hand_in_a_small_photo(static_tracker, count):
 
 def test_landmarks_follow_the_photo_when_it_is_turned(static_tracker):
     photo = _photo(5, 3)
-    upright = static_tracker.detect_in_photo(photo)
-    turned = static_tracker.detect_in_photo(np.ascontiguousarray(np.rot90(photo)))  # 90 degrees anticlockwise
+    upright = detect_in_photo(photo, static_tracker)
+    turned = detect_in_photo(np.ascontiguousarray(np.rot90(photo)), static_tracker)  # 90 degrees anticlockwise
     assert upright is not None and turned is not None
     # a point (x, y) of the photo lands at (y, 1 - x) in the turned one
     expected = np.c_[upright.landmarks[:, 1], 1.0 - upright.landmarks[:, 0]]
@@ -99,7 +93,7 @@ def test_a_photo_without_a_hand_gives_none(static_tracker):
     from skimage import data
 
     for image in (np.full((100, 100, 3), 180, dtype=np.uint8), data.coffee()):
-        assert static_tracker.detect_in_photo(image) is None
+        assert detect_in_photo(image, static_tracker) is None
 
 
 def test_module_helper_makes_its_own_static_tracker():
@@ -131,7 +125,7 @@ def test_video_tracking_follows_a_moving_hand():
 def test_closed_tracker_and_bad_input():
     tracker = HandTracker()
     with pytest.raises(RuntimeError, match="static_image_mode"):
-        tracker.detect_in_photo(np.zeros((50, 50, 3), dtype=np.uint8))
+        detect_in_photo(np.zeros((50, 50, 3), dtype=np.uint8), tracker)
     with pytest.raises(ValueError, match=r"\(H, W, 3\)"):
         tracker.process(np.zeros((50, 50), dtype=np.uint8))
     with tracker:

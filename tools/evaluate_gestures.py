@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -12,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from sketch.gestures import FingerModel, count_extended_fingers
+from sketch.gestures import SCORE_MARGIN, FingerModel, read_hand
 from sketch.tracker import Hand, HandTracker
 from sketch_search.common.command import run_command, setup_logging
 from sketch_search.common.errors import NotAnImageError, SketchSearchError
-from sketch_search.common.files import is_photo_name
+from sketch_search.common.files import is_photo_name, write_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -102,11 +103,11 @@ def detect_photos(paths: Sequence[Path], angles: Sequence[float] | None = None,
     """
     from tqdm import tqdm
 
-    from sketch.tracker import PHOTO_DETECTION_CONFIDENCE, HandTracker
+    from sketch.photo_detection import detect_in_photo, photo_tracker
 
     own = tracker is None
     if own:
-        tracker = HandTracker(static_image_mode=True, min_detection_confidence=PHOTO_DETECTION_CONFIDENCE)
+        tracker = photo_tracker()
     try:
         hands = []
         for i, path in enumerate(tqdm(paths, desc="detecting hands", unit="photo", disable=not progress)):
@@ -115,59 +116,127 @@ def detect_photos(paths: Sequence[Path], angles: Sequence[float] | None = None,
                 image = change(i, image)
             if angles is not None and angles[i]:
                 image = rotate_photo(image, float(angles[i]), interpolation)
-            hands.append(tracker.detect_in_photo(image))
+            hands.append(detect_in_photo(image, tracker))
         return hands
     finally:
         if own:
             tracker.close()
 
 
+def file_key(paths: Sequence[Path]) -> np.ndarray:
+    """What a cache of these photos' detections is valid for: each path with its mtime and size."""
+    return np.array([f"{Path(p).resolve()}|{Path(p).stat().st_mtime_ns}|{Path(p).stat().st_size}" for p in paths])
+
+
+def write_atomic_npz(path: Path, **arrays: np.ndarray) -> None:
+    """np.savez_compressed through a temporary file renamed into place (never half a cache)."""
+    write_atomically(path, lambda tmp: np.savez_compressed(tmp, **arrays))
+
+
+# Bump when photo detection changes what it finds (views, second look): cached hands are then stale.
+DETECTION_VERSION = "3: PHOTO_VIEWS + second look (bends about the across axis)"
+
+
+def cached_detect(paths: Sequence[Path], angles: np.ndarray | None, interpolation: str, progress: bool,
+                  cache: Path | None) -> list[Hand | None]:
+    """detect_photos, kept in an npz under `cache` for the same photos (path, mtime, size), turns
+    and DETECTION_VERSION, so evaluating another model does not run MediaPipe again."""
+    if cache is None:
+        return detect_photos(paths, angles, progress=progress, interpolation=interpolation)
+    key = "\n".join([*file_key(paths), DETECTION_VERSION, interpolation,
+                      "" if angles is None else ",".join(f"{a:.6f}" for a in angles)])
+    path = cache / f"eval-{Path(paths[0]).parents[1].name}-{hashlib.sha1(key.encode()).hexdigest()[:12]}.npz"
+    if path.is_file():
+        logger.info("using hands cached in %s", path)
+        data = np.load(path)
+        return [None if np.isnan(data["landmarks"][i, 0, 0]) else
+                Hand(landmarks=data["landmarks"][i], handedness=str(data["handedness"][i]),
+                     score=float(data["scores"][i]), image_size=tuple(int(v) for v in data["sizes"][i]))
+                for i in range(len(paths))]
+    hands = detect_photos(paths, angles, progress=progress, interpolation=interpolation)
+    found = [h for h in hands if h is not None]
+    write_atomic_npz(
+        path, landmarks=np.stack([np.full((21, 3), np.nan, np.float32) if h is None else h.landmarks for h in hands]),
+        handedness=np.array(["" if h is None else h.handedness for h in hands]),
+        scores=np.array([np.nan if h is None else h.score for h in hands]),
+        sizes=np.array([(0, 0) if h is None else h.image_size for h in hands]))
+    logger.info("cached %d hands in %s", len(found), path)
+    return hands
+
+
 @dataclass
 class EvaluationResult:
-    labels: list[int]
-    counts: list[int | None]  # None: no hand detected
+    """Labels and reads of a set of photos. counts: the count read, None where no hand was found
+    or the read was declined (`declined` True: a hand was found but not read)."""
 
-    def table(self) -> list[tuple[int, int, int, float]]:
-        """(class, n, correct, accuracy) per class present."""
+    labels: list[int]
+    counts: list[int | None]
+    declined: list[bool] | None = None
+
+    def __post_init__(self) -> None:
+        if self.declined is None:
+            self.declined = [False] * len(self.labels)
+
+    def table(self) -> list[tuple[int, int, int, float, int, int]]:
+        """(class, n, correct, accuracy, no hand, declined) per class present."""
         rows = []
         for label in sorted(set(self.labels)):
-            pairs = [(t, c) for t, c in zip(self.labels, self.counts) if t == label]
-            correct = sum(t == c for t, c in pairs)
-            rows.append((label, len(pairs), correct, correct / len(pairs)))
+            rows_of = [(c, d) for t, c, d in zip(self.labels, self.counts, self.declined) if t == label]
+            correct = sum(c == label for c, _ in rows_of)
+            declined = sum(d for _, d in rows_of)
+            missed = sum(c is None and not d for c, d in rows_of)
+            rows.append((label, len(rows_of), correct, correct / len(rows_of), missed, declined))
         return rows
 
     @property
     def missed(self) -> int:
-        return sum(c is None for c in self.counts)
+        """Photos where no hand was found."""
+        return sum(c is None and not d for c, d in zip(self.counts, self.declined))
+
+    @property
+    def declined_count(self) -> int:
+        return sum(self.declined)
 
     @property
     def accuracy(self) -> float:
+        """Right reads over all photos (a declined or missed hand is not right)."""
         return sum(t == c for t, c in zip(self.labels, self.counts)) / len(self.labels)
+
+    @property
+    def wrong(self) -> float:
+        """Wrong counts over all photos (a declined or missed hand is not wrong)."""
+        return sum(c is not None and t != c for t, c in zip(self.labels, self.counts)) / len(self.labels)
 
 
 def score_hands(labels: Sequence[int], hands: Iterable[Hand | None],
-                model: FingerModel | None = None) -> EvaluationResult:
-    counts = [None if hand is None else count_extended_fingers(hand.points_3d(), hand.handedness, model)
-              for hand in hands]
-    return EvaluationResult(labels=list(labels), counts=counts)
+                model: FingerModel | None = None, margin: float = SCORE_MARGIN) -> EvaluationResult:
+    """Read every hand (None: none found); declined reads are kept apart from misses."""
+    readings = [None if hand is None else read_hand(hand, model, margin) for hand in hands]
+    return EvaluationResult(labels=list(labels),
+                            counts=[None if r is None else r.count for r in readings],
+                            declined=[r is not None and r.declined for r in readings])
 
 
 def evaluate_folder(root: Path, rotate: float = 0.0, seed: int = 0, progress: bool = True,
-                    interpolation: str = "linear") -> EvaluationResult:
-    """Count fingers on every photo of root/<N>/ (turned by up to `rotate` degrees, seeded)."""
+                    interpolation: str = "linear", cache: Path | None = None) -> EvaluationResult:
+    """Count fingers on every photo of root/<N>/ (turned by up to `rotate` degrees, seeded);
+    `cache`: a folder keeping the hands found between runs."""
     photos = labelled_photos(root)
     angles = rotation_angles(len(photos), rotate, seed) if rotate > 0 else None
-    hands = detect_photos([path for path, _ in photos], angles, progress=progress, interpolation=interpolation)
+    hands = cached_detect([path for path, _ in photos], angles, interpolation, progress, cache)
     return score_hands([label for _, label in photos], hands)
 
 
 def report_lines(result: EvaluationResult) -> list[str]:
-    """The per-class table, the misses and, last, `accuracy: 0.xxxx`."""
-    lines = [f"{'class':>5}  {'n':>5}  {'correct':>7}  {'accuracy':>8}  {'no hand':>7}"]
-    for label, n, correct, accuracy in result.table():
-        missed = sum(c is None for t, c in zip(result.labels, result.counts) if t == label)
-        lines.append(f"{label:>5}  {n:>5}  {correct:>7}  {accuracy:>8.4f}  {missed:>7}")
-    lines.append(f"no hand detected: {result.missed} of {len(result.labels)} (counted as wrong)")
+    """The per-class table, then `no hand detected: N of M`, `declined: N of M`, `wrong: 0.xxxx`
+    and, last, `accuracy: 0.xxxx`; no other line begins with a digit (the table's rows are indented)."""
+    lines = [f"{'class':>6}  {'n':>5}  {'correct':>7}  {'accuracy':>8}  {'no hand':>7}  {'declined':>8}"]
+    for label, n, correct, accuracy, missed, declined in result.table():
+        lines.append(f"{label:>6}  {n:>5}  {correct:>7}  {accuracy:>8.4f}  {missed:>7}  {declined:>8}")
+    total = len(result.labels)
+    lines.append(f"no hand detected: {result.missed} of {total} (not right, not wrong)")
+    lines.append(f"declined: {result.declined_count} of {total} (not right, not wrong)")
+    lines.append(f"wrong: {result.wrong:.4f}")
     lines.append(f"accuracy: {result.accuracy:.4f}")
     return lines
 
@@ -183,12 +252,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--interpolation", choices=INTERPOLATIONS, default="linear",
                         help="how turned photos are resampled (default linear; the held-out check uses cubic)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--cache", type=Path, help="folder keeping the hands found (an npz per folder and "
+                        "turn, used again only for the same photos and file times)")
     args = parser.parse_args(argv)
     setup_logging()
     if args.rotate < 0:
         raise LabelledPhotosError(f"--rotate must be 0 or more degrees, got {args.rotate}")
     result = evaluate_folder(args.folder, rotate=args.rotate, seed=args.seed, progress=not args.no_progress,
-                             interpolation=args.interpolation)
+                             interpolation=args.interpolation, cache=args.cache)
     print("\n".join(report_lines(result)))
     return 0
 

@@ -1,6 +1,7 @@
 """Train the per-finger classifiers of sketch/gesture_model.json on labelled hand photos.
 
-    python -m tools.train_gestures ../shared/data/hand-counts [--rotations 8] [--folds 7]
+    python -m tools.train_gestures ../shared/data/hand-counts [../shared/data/hand-counting]
+        [--rotations 8] [--rotations-counting 2] [--folds 7] [--margin 0.5] [--cache DIR]
 
 Each photo is detected upright and as `--rotations` changed copies, so the model sees
 MediaPipe's landmarks of hands as other cameras show them: turned by a random angle, resampled
@@ -18,10 +19,19 @@ generalise to people not trained on: photos of one person (consecutive camera nu
 the left-out people's photos upright, in the training's changed copies, and turned up to
 `--max-angle` with cubic interpolation and the border carried outwards ("turned cubic"), the
 way the held-out check of other people's photos is made; no copy of that kind is trained on.
+Reads are counted as the reader makes them: declined (implausible landmarks, a finger within
+`--margin` of the boundary) is neither right nor wrong, and the evaluation's table and lines
+(`accuracy:`, `wrong:`, `declined: N of M`) are printed per folder and kind of copy.
+
+Several folders train one model, each by its own naming: hand-counts' (ASL digits, people by
+camera number) or hand-counting's (`set<k>_...`: grouped by set; its labels are the number shown,
+see COUNTING_FINGERS for how they become finger labels). `--cache DIR` keeps each folder's
+detections in an npz, used again only for the same photos (path, mtime, size) and copies.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 import re
 from collections.abc import Sequence
@@ -34,18 +44,22 @@ from sketch.gestures import (
     FEATURE_NAMES,
     FINGERS,
     MODEL_PATH,
+    SCORE_MARGIN,
     FingerClassifier,
     FingerModel,
     finger_features,
 )
+from sketch.plausibility import doubt_about
 from sketch_search.common.command import run_command, setup_logging
 from sketch_search.common.errors import SketchSearchError
 from tools.evaluate_gestures import (
     INTERPOLATIONS,
     cv2_interpolation,
     detect_photos,
+    file_key,
     labelled_photos,
     rotation_angles,
+    write_atomic_npz,
 )
 
 logger = logging.getLogger(__name__)
@@ -91,6 +105,69 @@ def person_groups(paths: Sequence[Path]) -> np.ndarray:
             group += 1
             groups[i] = group
     return groups
+
+
+# hand-counting's photos are named set<k>_<number>_<n>.jpg: two occasions, grouped by set.
+COUNTING_SET = re.compile(r"(set\d+)_", re.IGNORECASE)
+# Its labels are the number shown, in more than one way; what the counter is to read in them:
+# 0, 4 and 5 say which fingers (a 4's thumb, even half out beside the palm, is not one of the
+# four); 1, 2 and 3 do not (1 may be the thumb, 3 thumb-index-middle or index-middle-ring), so
+# those hands are labelled with the count's highest-scoring fingers by a model fitted first on
+# the hands whose fingers are known (fit_hands).
+COUNTING_FINGERS = {0: ASL_FINGERS[0], 4: ASL_FINGERS[4], 5: ASL_FINGERS[5]}
+
+
+@dataclass
+class TrainingData:
+    """Per photo: finger labels (thumb to pinky), whether they are known or to be ranked from the
+    count, the count, and the group (person or set) cross-validation keeps on one side."""
+
+    labels: np.ndarray
+    known: np.ndarray
+    ranked: np.ndarray
+    counts: np.ndarray
+    groups: np.ndarray
+    grouped_by: str = "person (camera number series)"
+
+
+def folder_data(photos: Sequence[tuple[Path, int]]) -> TrainingData:
+    """The training data of one labelled folder, by its naming convention: hand-counting's
+    (set<k>_...) or hand-counts' (ASL digits, camera numbers)."""
+    paths = [path for path, _ in photos]
+    counts = np.array([count for _, count in photos])
+    if all(COUNTING_SET.match(path.name) for path in paths):
+        named = [COUNTING_FINGERS.get(count) for count in counts]
+        sets = [COUNTING_SET.match(path.name).group(1).lower() for path in paths]
+        groups = np.unique(sets, return_inverse=True)[1]
+        ranked = np.array([f is None for f in named])
+        by = "set (set1, set2)"
+    else:
+        named = [finger_labels(path, count) for path, count in photos]
+        groups, ranked, by = person_groups(paths), np.zeros(len(paths), dtype=bool), "person (camera number series)"
+    known = np.array([f is not None for f in named])
+    labels = np.array([f if f is not None else (0,) * 5 for f in named], dtype=int)
+    return TrainingData(labels, known, ranked, counts, np.asarray(groups), by)
+
+
+def combine(parts: Sequence[tuple[TrainingData, Detections]]) -> tuple[TrainingData, Detections]:
+    """Several folders as one: groups kept apart, copies aligned by kind (a folder with fewer
+    copies of a kind has no hand in the rest)."""
+    layout = {kind: max(d.kinds.count(kind) for _, d in parts) for kind in (UPRIGHT, TURNED, CHECK)}
+    kinds = tuple(kind for kind, n in layout.items() for _ in range(n))
+    columns = []
+    for _, det in parts:
+        block = np.full((len(kinds),) + det.points.shape[1:], np.nan)
+        for kind in layout:
+            mine = [i for i, k in enumerate(det.kinds) if k == kind]
+            first = kinds.index(kind) if kind in kinds else 0
+            block[first:first + len(mine)] = det.points[mine]
+        columns.append(block)
+    offsets = np.cumsum([0] + [int(d.groups.max()) + 1 for d, _ in parts[:-1]])
+    data = TrainingData(*(np.concatenate([getattr(d, f) for d, _ in parts]) for f in
+                          ("labels", "known", "ranked", "counts")),
+                        groups=np.concatenate([d.groups + o for (d, _), o in zip(parts, offsets)]))
+    points = np.concatenate(columns, axis=1)
+    return data, Detections(points=points, angles=np.zeros(points.shape[:2]), kinds=kinds)
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float) -> FingerClassifier:
@@ -169,14 +246,32 @@ class Detections:
         return np.array([kind != CHECK for kind in self.kinds])
 
 
+def cache_file(folder: Path, paths: Sequence[Path], kinds: tuple[str, ...], max_angle: float, seed: int) -> str:
+    """The cache's file name for this folder, these photos and these copies."""
+    digest = hashlib.sha1("\n".join([*file_key(paths), *kinds, f"{max_angle:g}", str(seed)]).encode()).hexdigest()
+    return f"{Path(folder).resolve().name}-{len(kinds)}copies-{digest[:12]}.npz"
+
+
+def _load_cached(cache: Path, paths: Sequence[Path], kinds: tuple[str, ...]) -> Detections | None:
+    if not cache.is_file():
+        return None
+    data = np.load(cache)
+    if ("files" not in data or data["points"].shape[:2] != (len(kinds), len(paths))
+            or tuple(data["kinds"]) != kinds or not np.array_equal(data["files"], file_key(paths))):
+        logger.info("%s is for other photos or copies: detecting again", cache)
+        return None
+    logger.info("using detections cached in %s", cache)
+    return Detections(points=data["points"], angles=data["angles"], kinds=kinds)
+
+
 def detect_copies(paths: Sequence[Path], rotations: int, max_angle: float, seed: int,
                   cache: Path | None = None, checks: int = 1) -> Detections:
+    """Every photo detected upright and in its changed copies; `cache`: an npz file that keeps
+    them, used again only for the same photos (path, mtime, size) and copies."""
     kinds = (UPRIGHT,) + (TURNED,) * rotations + (CHECK,) * checks
-    if cache is not None and cache.is_file():
-        data = np.load(cache)
-        if data["points"].shape[:2] == (len(kinds), len(paths)) and tuple(data["kinds"]) == kinds:
-            logger.info("using detections cached in %s", cache)
-            return Detections(points=data["points"], angles=data["angles"], kinds=kinds)
+    cached = None if cache is None else _load_cached(cache, paths, kinds)
+    if cached is not None:
+        return cached
     angles = np.stack([np.zeros(len(paths))] +
                       [rotation_angles(len(paths), max_angle, seed + r) for r in range(rotations)] +
                       [rotation_angles(len(paths), max_angle, seed + 1000 + r) for r in range(checks)])
@@ -192,7 +287,8 @@ def detect_copies(paths: Sequence[Path], rotations: int, max_angle: float, seed:
             if hand is not None:
                 points[copy, i] = hand.points_3d()
     if cache is not None:
-        np.savez_compressed(cache, points=points, angles=angles, kinds=np.array(kinds))
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic_npz(cache, points=points, angles=angles, kinds=np.array(kinds), files=file_key(paths))
     return Detections(points=points, angles=angles, kinds=kinds)
 
 
@@ -224,48 +320,105 @@ def fit_points(points: np.ndarray, labels: np.ndarray, l2: float, jitter: float 
     return fit_model(finger_features(points), labels, np.ones(len(points), dtype=bool), l2)
 
 
-def cross_validate(detections: Detections, labels: np.ndarray, known: np.ndarray, counts: np.ndarray,
-                   groups: np.ndarray, folds: int, l2: float, seed: int, jitter: float = 0.0,
-                   jitter_copies: int = 0) -> dict:
-    """Grouped k-fold: finger counts predicted for people left out of training.
+def ranked_labels(scores: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """(m, 5) labels: for each hand, its `count` fingers with the highest scores extended."""
+    order = np.argsort(-scores, axis=-1)
+    labels = np.zeros(scores.shape, dtype=int)
+    for row, (ranking, count) in enumerate(zip(order, counts)):
+        labels[row, ranking[:count]] = 1
+    return labels
 
-    Returns {kind: {"accuracy", "per_class": {count: [n, correct]}, "missed", "photos"}} for
-    each kind of copy (upright, turned, turned cubic).
-    """
+
+def fit_hands(points: np.ndarray, labels: np.ndarray, known: np.ndarray, ranked: np.ndarray, counts: np.ndarray,
+              l2: float, jitter: float = 0.0, jitter_copies: int = 0, seed: int = 0) -> FingerModel:
+    """The model on hands whose finger labels are `known`, then, when some are to be `ranked`
+    (only their count is known), again on all: their labels are the count's highest-scoring
+    fingers by the first model."""
+    model = fit_points(points[known], labels[known], l2, jitter, jitter_copies, seed)
+    if not ranked.any():
+        return model
+    labels = labels.copy()
+    labels[ranked] = ranked_labels(model.scores(points[ranked]), counts[ranked])
+    use = known | ranked
+    return fit_points(points[use], labels[use], l2, jitter, jitter_copies, seed)
+
+
+NO_HAND, DECLINED = -1, -2
+
+
+def read_points(model: FingerModel, points: np.ndarray, margin: float = SCORE_MARGIN) -> np.ndarray:
+    """The count read from each hand's landmarks as the reader does, DECLINED where it declines
+    (implausible landmarks, or a finger within `margin` of the boundary)."""
+    if not len(points):
+        return np.zeros(0, dtype=int)
+    scores = model.scores(points)
+    counts = (scores > 0).sum(axis=-1)
+    doubtful = np.array([doubt_about(hand) is not None for hand in points])
+    counts[doubtful | (np.abs(scores) < margin).any(axis=-1)] = DECLINED
+    return counts
+
+
+def held_out_reads(detections: Detections, data: TrainingData, folds: int, l2: float, seed: int,
+                   jitter: float = 0.0, jitter_copies: int = 0, margin: float = SCORE_MARGIN) -> np.ndarray:
+    """Grouped k-fold: (copies, photos) counts read for groups left out of training (NO_HAND,
+    DECLINED)."""
     copies, n = detections.points.shape[:2]
-    unique = np.unique(groups)
+    unique = np.unique(data.groups)
     fold_of_group = dict(zip(np.random.default_rng(seed).permutation(unique), np.arange(len(unique)) % folds))
-    fold = np.array([fold_of_group[g] for g in groups])
-    predicted = np.full((copies, n), -1)
+    fold = np.array([fold_of_group[g] for g in data.groups])
+    predicted = np.full((copies, n), NO_HAND)
     found = detections.found
-    all_labels = np.broadcast_to(labels, (copies,) + labels.shape)
+    every = lambda a: np.broadcast_to(a, (copies,) + a.shape)  # noqa: E731
     for k in range(folds):
-        train = np.zeros((copies, n), dtype=bool)
-        train[:, fold != k] = True
-        train &= found & known[None, :] & detections.trainable[:, None]
-        model = fit_points(detections.points[train], all_labels[train], l2, jitter, jitter_copies, seed + k)
+        train = found & (fold != k)[None, :] & detections.trainable[:, None] & every(data.known | data.ranked)
+        model = fit_hands(detections.points[train], every(data.labels)[train], every(data.known)[train],
+                          every(data.ranked)[train], every(data.counts)[train], l2, jitter, jitter_copies,
+                          seed + k)
         test = found & (fold == k)[None, :]
-        predicted[test] = (model.scores(detections.points[test]) > 0).sum(axis=-1)
+        predicted[test] = read_points(model, detections.points[test], margin)
+    return predicted
+
+
+def summarise(predicted: np.ndarray, counts: np.ndarray, kinds: Sequence[str]) -> dict:
+    """{kind: accuracy, wrong, declined, per_class {count: [n, correct]}, declined_per_class,
+    missed, photos}; accuracy: right / all, wrong: a wrong count / all (declined and missed are
+    neither)."""
     report = {}
-    kinds = np.array(detections.kinds)
-    for name in dict.fromkeys(detections.kinds):
+    kinds = np.array(kinds)
+    for name in dict.fromkeys(kinds):
         got = predicted[kinds == name].ravel()
         want = np.tile(counts, int((kinds == name).sum()))
-        report[name] = {
+        report[str(name)] = {
             "accuracy": float((got == want).mean()),
+            "wrong": float(((got >= 0) & (got != want)).mean()),
+            "declined": int((got == DECLINED).sum()),
             "per_class": {int(c): [int((want == c).sum()), int(((got == want) & (want == c)).sum())]
                           for c in np.unique(want)},
-            "missed": int((got < 0).sum()),
+            "declined_per_class": {int(c): int(((got == DECLINED) & (want == c)).sum()) for c in np.unique(want)},
+            "missed": int((got == NO_HAND).sum()),
             "photos": int(got.size),
         }
     return report
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def cross_validate(detections: Detections, labels: np.ndarray, known: np.ndarray, counts: np.ndarray,
+                   groups: np.ndarray, folds: int, l2: float, seed: int, jitter: float = 0.0,
+                   jitter_copies: int = 0, margin: float = SCORE_MARGIN) -> dict:
+    """Grouped k-fold on one set of photos: summarise() of the reads of people left out."""
+    data = TrainingData(labels=labels, known=known, ranked=np.zeros(len(counts), dtype=bool), counts=counts,
+                        groups=groups)
+    predicted = held_out_reads(detections, data, folds, l2, seed, jitter, jitter_copies, margin)
+    return summarise(predicted, counts, detections.kinds)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m tools.train_gestures", description=__doc__.split("\n\n")[0])
-    parser.add_argument("folder", type=Path, help="folder with subfolders 0-5 (extended fingers) of hand photos")
+    parser.add_argument("folders", type=Path, nargs="+", metavar="folder",
+                        help="folders with subfolders 0-5 of hand photos (hand-counts' or hand-counting's layout)")
     parser.add_argument("--rotations", type=int, default=8, help="changed (turned, rescaled, blurred, ...) "
                         "copies of each photo to train on (default 8)")
+    parser.add_argument("--rotations-counting", type=int, default=2, help="the same for hand-counting's "
+                        "2,344 photos (default 2: MediaPipe over them is slow)")
     parser.add_argument("--checks", type=int, default=1, help="copies turned with cubic interpolation, "
                         "only counted in the cross-validation (default 1)")
     parser.add_argument("--jitter", type=float, default=0.02, help="landmark jitter, a fraction of the palm's "
@@ -275,48 +428,85 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-angle", type=float, default=45.0, help="largest turn in degrees (default 45)")
     parser.add_argument("--folds", type=int, default=7, help="cross-validation folds (default 7)")
     parser.add_argument("--l2", type=float, default=0.1, help="L2 penalty on standardised weights (default 0.1)")
+    parser.add_argument("--margin", type=float, default=SCORE_MARGIN, help="declined when a finger's score is "
+                        f"nearer than this to the boundary (default {SCORE_MARGIN:g}, as the reader)")
     parser.add_argument("--seed", type=int, default=1, help="seed of turns and folds (default 1; the "
                         "evaluation's turns use seed 0)")
-    parser.add_argument("--cache", type=Path, help="npz file keeping the detections between runs")
+    parser.add_argument("--cache", type=Path, help="folder keeping the detections between runs (one npz per "
+                        "folder, used again only for the same photos, file times and copies)")
     parser.add_argument("--out", type=Path, default=MODEL_PATH, help=f"model file (default {MODEL_PATH})")
     args = parser.parse_args(argv)
-    setup_logging(verbose=True)  # training reports its progress in the log
-    if args.rotations < 0 or args.folds < 2:
+    if min(args.rotations, args.rotations_counting) < 0 or args.folds < 2:
         raise SketchSearchError("--rotations must be 0 or more and --folds at least 2")
+    return args
 
-    photos = labelled_photos(args.folder)
+
+def load_folder(folder: Path, args: argparse.Namespace) -> tuple[TrainingData, Detections]:
+    photos = labelled_photos(folder)
+    data = folder_data(photos)
     paths = [path for path, _ in photos]
-    counts = np.array([count for _, count in photos])
-    named = [finger_labels(path, count) for path, count in photos]
-    known = np.array([f is not None for f in named])
-    labels = np.array([f if f is not None else (0,) * 5 for f in named], dtype=int)
-    groups = person_groups(paths)
-    detections = detect_copies(paths, args.rotations, args.max_angle, args.seed, args.cache, args.checks)
+    rotations = args.rotations_counting if data.grouped_by.startswith("set") else args.rotations
+    kinds = (UPRIGHT,) + (TURNED,) * rotations + (CHECK,) * args.checks
+    cache = None if args.cache is None else args.cache / cache_file(folder, paths, kinds, args.max_angle, args.seed)
+    return data, detect_copies(paths, rotations, args.max_angle, args.seed, cache, args.checks)
 
-    cv = cross_validate(detections, labels, known, counts, groups, args.folds, args.l2, args.seed,
-                        args.jitter, args.jitter_copies)
-    for name, result in cv.items():
-        per_class = "  ".join(f"{c}: {ok}/{n}" for c, (n, ok) in result["per_class"].items())
-        print(f"cross-validated ({args.folds} folds by person), {name}: accuracy {result['accuracy']:.4f}"
-              f"  [{per_class}]  no hand: {result['missed']}")
 
+def print_report(name: str, predicted: np.ndarray, counts: np.ndarray, kinds: Sequence[str], how: str) -> dict:
+    """The evaluation's table and lines for each kind of copy of one folder; its summary."""
+    from tools.evaluate_gestures import EvaluationResult, report_lines
+
+    summary = summarise(predicted, counts, kinds)
+    for kind in summary:
+        got = predicted[np.array(kinds) == kind].ravel()
+        result = EvaluationResult(labels=list(np.tile(counts, len(got) // len(counts))),
+                                  counts=[None if g < 0 else int(g) for g in got],
+                                  declined=[bool(g == DECLINED) for g in got])
+        print(f"cross-validated ({how}), {name}, {kind}:")
+        print("\n".join(report_lines(result)))
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    setup_logging(verbose=True)  # training reports its progress in the log
+    parts = [load_folder(folder, args) for folder in args.folders]
+    data, detections = combine(parts)
+    how = f"{args.folds} folds, " + "; ".join(f"{f.name} by {d.grouped_by}" for f, (d, _) in zip(args.folders, parts))
+    predicted = held_out_reads(detections, data, args.folds, args.l2, args.seed, args.jitter, args.jitter_copies,
+                               args.margin)
+    cv, start = {}, 0
+    for folder, (part, _) in zip(args.folders, parts):
+        columns = slice(start, start + len(part.counts))
+        start = columns.stop
+        present = [i for i, kind in enumerate(detections.kinds)
+                   if detections.found[i, columns].any() or kind == UPRIGHT]
+        cv[folder.name] = print_report(folder.name, predicted[present, columns], part.counts,
+                                       [detections.kinds[i] for i in present], how)
     # The shipped model trains on the checks' copies too: nobody is left out any more.
-    train = detections.found & known[None, :]
     copies = detections.points.shape[0]
-    model = fit_points(detections.points[train], np.broadcast_to(labels, (copies,) + labels.shape)[train],
-                       args.l2, args.jitter, args.jitter_copies, args.seed)
-    model = FingerModel(model.classifiers, info={
-        "trained_on": f"{args.folder.name}: {len(paths)} photos ({int(known.sum())} with finger labels), "
-                      f"{len(np.unique(groups))} people, upright + {args.rotations} copies turned up to "
-                      f"{args.max_angle:g} degrees, rescaled 0.5-2x by a random interpolation, some "
-                      f"blurred, gain 0.6-1.4, offset +-30 + {args.checks} turned with cubic interpolation; "
-                      f"each with {args.jitter_copies} copies jittered by {args.jitter:g} of the palm",
-        "l2": args.l2, "jitter": args.jitter, "jitter_copies": args.jitter_copies,
-        "cross_validation": {"folds": args.folds, "grouped_by": "person (camera number series)", **cv},
-    })
-    model.save(args.out)
+    every = lambda a: np.broadcast_to(a, (copies,) + a.shape)  # noqa: E731
+    train = detections.found & every(data.known | data.ranked)
+    model = fit_hands(detections.points[train], every(data.labels)[train], every(data.known)[train],
+                      every(data.ranked)[train], every(data.counts)[train], args.l2, args.jitter,
+                      args.jitter_copies, args.seed)
+    FingerModel(model.classifiers, info=model_info(args, parts, how, cv)).save(args.out)
     print(f"saved {args.out}")
     return 0
+
+
+def model_info(args: argparse.Namespace, parts: Sequence[tuple[TrainingData, Detections]], how: str,
+               cv: dict) -> dict:
+    folders = [f"{folder.name}: {len(d.counts)} photos ({int(d.known.sum())} with finger labels, "
+               f"{int(d.ranked.sum())} labelled by ranking), {len(np.unique(d.groups))} groups by {d.grouped_by}, "
+               f"upright + {det.kinds.count(TURNED)} changed copies + {det.kinds.count(CHECK)} turned cubic"
+               for folder, (d, det) in zip(args.folders, parts)]
+    return {
+        "trained_on": "; ".join(folders) + f"; changed copies turned up to {args.max_angle:g} degrees, "
+                      "rescaled 0.5-2x by a random interpolation, some blurred, gain 0.6-1.4, offset +-30; "
+                      f"each hand with {args.jitter_copies} copies jittered by {args.jitter:g} of the palm",
+        "l2": args.l2, "jitter": args.jitter, "jitter_copies": args.jitter_copies, "margin": args.margin,
+        "cross_validation": {"folds": args.folds, "grouped_by": how, **cv},
+    }
 
 
 if __name__ == "__main__":

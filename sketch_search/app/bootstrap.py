@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 
+from sketch_search.common.native_env import quiet_native_logs
+
 
 def worker_threads(cores: int) -> int:
     """Torch threads for the search worker on a machine with `cores` CPU cores.
@@ -31,6 +33,5 @@ def cap_worker_threads() -> None:
 def bootstrap() -> None:
     """Quiet MediaPipe's native start-up chatter (the program reports what matters itself) and
     cap the worker's threads; before MediaPipe or torch is imported."""
-    os.environ.setdefault("GLOG_minloglevel", "2")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    quiet_native_logs()
     cap_worker_threads()

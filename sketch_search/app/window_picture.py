@@ -99,7 +99,10 @@ class WindowPicture:
 
 
 def draw_pen(view: np.ndarray, pen: AirPen) -> None:
-    """The pen's cursor, or the ring of the save or the clear gesture being held."""
+    """The pen's cursor, or the ring of the save or the clear gesture being held; a "?" on each
+    hand whose read was declined this frame."""
+    for point in pen.unsure_points:
+        overlay.draw_unsure(view, point)
     if pen.clear_points is not None and pen.clear_progress is not None:
         for point in pen.clear_points:
             overlay.draw_hold_ring(view, point, pen.clear_progress)
