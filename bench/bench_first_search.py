@@ -101,6 +101,7 @@ def first_search(checkpoints: Path, source: Path, count: int, save_at: float, sl
     from retrieval.index import GalleryIndex
     from retrieval.search import VectorSearch
     from sketch_search.app.events import EventLog
+    from sketch_search.app.live_mode import LiveMode
     from sketch_search.app.search_worker import SearchWorker, WorkerOwner
     from sketch_search.app.settings import Settings
     from sketch_search.app.sketch_search import SketchSearch
@@ -110,7 +111,7 @@ def first_search(checkpoints: Path, source: Path, count: int, save_at: float, sl
     start = time.monotonic()
     events = EventLog(start=start)
     changed = threading.Event()
-    worker = SearchWorker(search, gallery, changed, live="off", events=events, slice_seconds=slice_s)
+    worker = SearchWorker(search, gallery, changed, live=LiveMode.OFF, events=events, slice_seconds=slice_s)
     sketch_path = work / "sketch-1.png"
     sketch.save(sketch_path)
 

@@ -40,6 +40,7 @@ bootstrap()  # before MediaPipe or torch is imported, as main.py
 from bench.bench_loop import VideoAsCamera, run_idle, summarise  # noqa: E402
 from sketch.camera import FrameSource  # noqa: E402
 from sketch_search.app.air_canvas import PAUSE_SECONDS, AirCanvasApp, AppOptions  # noqa: E402
+from sketch_search.app.live_mode import LiveMode  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 FPS = 30.0
@@ -119,7 +120,7 @@ def percentile(values: list[float], q: float) -> float | None:
 def run_session(search, gallery: Path, video: Path, labels: list[str], out: Path, pace: float,
                 pause: float) -> dict:
     app = AirCanvasApp(AppOptions(source=video, sketch_dir=out, window=False, gallery=gallery,
-                                  live="preview", pause=pause), search)
+                                  live=LiveMode.PREVIEW, pause=pause), search)
     # Hold the last frame of a final rest until the run ahead has finished.
     last_rest = max((i for i, label in enumerate(labels) if label == "rest 4"), default=None)
     camera = RestUntilIdle(FrameSource(video), last_rest)

@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 from skimage import data
 
+from sketch.controls import tile
 from sketch.overlay import ResultPhoto
 from sketch_search.app.air_canvas import AirCanvasApp, AppOptions
 from sketch_search.app.photo_view import open_photo
@@ -62,7 +63,7 @@ def main() -> None:
             print(f"compose, drawing with buttons: {_ms(_compose_times(app, args.repeats))}")
             app.screen.offer_results(photos)
             print(f"compose, buttons + 5 tiles: {_ms(_compose_times(app, args.repeats))}")
-            app.press("result-1")
+            app.press(tile(1))
             frame, deadline = Pointing().rest(0.1).frames[0][0], time.monotonic() + 30
 
             def checked() -> bool:   # the viewer's phone check comes after its decode

@@ -25,6 +25,7 @@ from device.adb_server import DEFAULT_ADB_PORT, connect_server, list_phones
 from device.originals_cache import OriginalsCache, PhoneFile
 from device.phone_errors import PhoneConnectionLost, PhoneError, PhoneProtocolError
 from device.phone_shell import own_serial
+from device.show_on_phone import ShowReason
 from device.sync_protocol import MAX_PATH_BYTES, SyncConnection
 from device.sync_state import find_synced
 from sketch_search.common.files import is_photo_name
@@ -36,10 +37,10 @@ PULL_TIMEOUT_S = 10.0      # seconds any one read may wait (the rate floor bound
 
 
 class OriginalUnavailable(Exception):
-    """The original cannot be had now. `reason`: no-phone | unauthorized | gone | changed |
-    refused | disk; `message`: one line for the status bar."""
+    """The original cannot be had now. `reason`: a phone's ShowReason (no phone, unauthorized,
+    refused) or gone | changed | too-big | disk; `message`: one line for the status bar."""
 
-    def __init__(self, reason: str, message: str):
+    def __init__(self, reason: ShowReason | str, message: str):
         super().__init__(message)
         self.reason = reason
         self.message = message
@@ -89,10 +90,10 @@ def pull_original(photo: PhoneFile, cache: OriginalsCache, cancelled: Callable[[
     except (OriginalUnavailable, PullCancelled):
         raise
     except PhoneProtocolError as error:
-        raise OriginalUnavailable("refused", f"the phone sent a broken copy of {name}: "
+        raise OriginalUnavailable(ShowReason.REFUSED, f"the phone sent a broken copy of {name}: "
                                   f"{error}") from None
     except PhoneError as error:      # the adb server gone, the link lost, the phone vanished
-        raise OriginalUnavailable("no-phone", display_name(
+        raise OriginalUnavailable(ShowReason.NO_PHONE, display_name(
             f"the original of {name} stays on the phone: {error}".splitlines()[0])) from None
     except OSError as error:
         raise OriginalUnavailable("disk", f"cannot keep the original of {name} in "
@@ -132,9 +133,9 @@ def _transport(client: Client, owner: str, chosen: str | None, timeout: float) -
         if phone.state == "device" and owner in (phone.serial, own[phone.serial]):
             return phone.serial
     if any(p.state == "unauthorized" for p in phones):
-        raise OriginalUnavailable("unauthorized", "the phone has not authorised this computer: "
+        raise OriginalUnavailable(ShowReason.UNAUTHORIZED, "the phone has not authorised this computer: "
                                   "unlock it and accept 'Allow USB debugging?' to see originals")
-    raise OriginalUnavailable("no-phone", f"phone {display_name(owner)} is not connected: "
+    raise OriginalUnavailable(ShowReason.NO_PHONE, f"phone {display_name(owner)} is not connected: "
                               "showing the small copy kept in the gallery")
 
 
@@ -165,7 +166,7 @@ class QuietNotes:
         self._said: set[str] = set()
 
     def should_say(self, unavailable: OriginalUnavailable, photo: PhoneFile) -> bool:
-        per_photo = unavailable.reason in ("gone", "changed", "refused", "too-big")
+        per_photo = unavailable.reason in ("gone", "changed", ShowReason.REFUSED, "too-big")
         key = f"{unavailable.reason}:{photo.device_path}" if per_photo else unavailable.reason
         if key in self._said:
             return False

@@ -8,7 +8,8 @@ entry. Every word reaching the phone's shell is quoted for sh (phone_shell.shell
 media query's where clause for SQL as well, the file:// URI is percent-encoded.
 
 `show_on_phone` never raises for a phone problem: it answers a ShowResult whose `message` is
-one line for the status bar and whose `reason` is a fixed word. It blocks (about a second
+one line for the status bar and whose `reason` is a ShowReason (the word the window's `command`
+event carries). It blocks (about a second
 against a phone that answers), so a window calls it from a thread of its own.
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ import re
 import time
 import unicodedata
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from urllib.parse import quote
 
@@ -48,6 +50,17 @@ _ROW = re.compile(r"^Row: \d+ _id=(\d{1,18})$", re.MULTILINE)
 _LEGACY_LOCKED = ("mShowingLockscreen=true", "mDreamingLockscreen=true")
 
 
+class ShowReason(StrEnum):
+    """Why a photo was not shown on the phone."""
+
+    NO_PHONE = "no-phone"                # not connected, offline, or the link lost
+    NOT_FROM_PHONE = "not-from-phone"    # no sync brought the photo
+    UNAUTHORIZED = "unauthorized"        # the phone has not allowed this computer
+    LOCKED = "locked"                    # shown, behind the lock screen
+    NOT_FOUND = "not-found"              # no longer on the phone
+    REFUSED = "refused"                  # the phone would not open it
+
+
 @dataclass(frozen=True)
 class PhoneOrigin:
     serial: str        # the phone's own serial (ro.serialno); an old sync's transport serial
@@ -57,12 +70,12 @@ class PhoneOrigin:
 @dataclass(frozen=True)
 class ShowResult:
     ok: bool
-    reason: str | None  # no-phone | not-from-phone | unauthorized | locked | not-found | refused
+    reason: ShowReason | None
     message: str        # one line for the status bar
 
 
 class _NotShown(Exception):
-    def __init__(self, reason: str, message: str):
+    def __init__(self, reason: ShowReason, message: str):
         super().__init__(message)
         self.reason = reason
 
@@ -95,7 +108,7 @@ def show_on_phone(gallery: Path, photo: Path, adb_port: int = DEFAULT_ADB_PORT,
     name = display_name(Path(photo).name)
     origin = phone_origin(gallery, photo)
     if origin is None:
-        return ShowResult(False, "not-from-phone", f"{name} did not come from a phone sync")
+        return ShowResult(False, ShowReason.NOT_FROM_PHONE, f"{name} did not come from a phone sync")
     try:
         client = connect_server(adb_port)
         transport, model = _find_phone(client, origin, serial, timeout)
@@ -104,7 +117,7 @@ def show_on_phone(gallery: Path, photo: Path, adb_port: int = DEFAULT_ADB_PORT,
         return ShowResult(False, not_shown.reason, display_name(str(not_shown)))
     except (PhoneError, OSError) as error:   # the adb server gone, the link lost mid-way, ...
         log.info("show on phone: %s", error)
-        return ShowResult(False, "no-phone", display_name(f"phone: {error}".splitlines()[0]))
+        return ShowResult(False, ShowReason.NO_PHONE, display_name(f"phone: {error}".splitlines()[0]))
 
 
 def _find_phone(client: Client, origin: PhoneOrigin, serial: str | None,
@@ -119,16 +132,16 @@ def _find_phone(client: Client, origin: PhoneOrigin, serial: str | None,
             return phone.serial, phone.model
     waiting = [p for p in phones if p.state == "unauthorized"]
     if waiting:
-        raise _NotShown("unauthorized", f"phone {waiting[0].serial} has not authorised this "
+        raise _NotShown(ShowReason.UNAUTHORIZED, f"phone {waiting[0].serial} has not authorised this "
                         "computer: unlock it and accept 'Allow USB debugging?'")
     offline = [p for p in phones if p.state == "offline"]
     if offline:
-        raise _NotShown("no-phone", f"phone {offline[0].serial} is offline: unlock it, "
+        raise _NotShown(ShowReason.NO_PHONE, f"phone {offline[0].serial} is offline: unlock it, "
                         "reconnect it and try again")
     if not phones:
-        raise _NotShown("no-phone", f"no phone connected: connect phone {origin.serial} by "
+        raise _NotShown(ShowReason.NO_PHONE, f"no phone connected: connect phone {origin.serial} by "
                         "USB or Wi-Fi to show the photo there")
-    raise _NotShown("no-phone", f"phone {origin.serial}, where the photo came from, is not "
+    raise _NotShown(ShowReason.NO_PHONE, f"phone {origin.serial}, where the photo came from, is not "
                     "connected")
 
 
@@ -146,7 +159,7 @@ def _show(client: Client, transport: str, model: str, origin: PhoneOrigin, name:
     locked = _keyguard_showing(run_shell(client, transport, ["dumpsys", "window", "policy"],
                                          timeout))
     if not _exists_on_phone(client, transport, origin.device_path, timeout):
-        raise _NotShown("not-found", f"{name} is no longer on the phone (deleted or moved "
+        raise _NotShown(ShowReason.NOT_FOUND, f"{name} is no longer on the phone (deleted or moved "
                         "there since the sync)")
     storage_path = _storage_path(origin.device_path)
     media_id = _media_id(client, transport, storage_path, timeout)
@@ -167,10 +180,10 @@ def _show(client: Client, transport: str, model: str, origin: PhoneOrigin, name:
                                            _mime(origin.device_path)], timeout)
     refusal = _refusal(answer)
     if refusal is not None:
-        raise _NotShown("refused", f"the phone would not open {name}: {refusal}")
+        raise _NotShown(ShowReason.REFUSED, f"the phone would not open {name}: {refusal}")
     phone = model.replace("_", "-") or "the phone"
     if locked:
-        return ShowResult(False, "locked", f"{phone} is locked: unlock it to see {name}")
+        return ShowResult(False, ShowReason.LOCKED, f"{phone} is locked: unlock it to see {name}")
     return ShowResult(True, None, f"showing {name} on {phone}")
 
 
@@ -196,7 +209,7 @@ def _media_id(client: Client, transport: str, storage_path: str, timeout: float)
     answer = run_shell(client, transport, ["content", "query", "--uri", MEDIA_URI,
                                            "--projection", "_id", "--where", where], timeout)
     if "Exception" in answer or answer.startswith("Error"):
-        raise _NotShown("refused", "the phone's media store refused the query: "
+        raise _NotShown(ShowReason.REFUSED, "the phone's media store refused the query: "
                         + _first_line(answer))
     found = _ROW.search(answer)
     return found.group(1) if found else None

@@ -22,7 +22,7 @@ import numpy as np
 
 from retrieval.changes import StoredRow
 from retrieval.gallery import GalleryFile
-from retrieval.index_errors import IndexFileError
+from retrieval.index_errors import IndexFileError, WayOut
 from sketch_search.common.errors import GalleryError, NotAnImageError
 from sketch_search.common.names import display_name
 
@@ -124,22 +124,22 @@ class IndexStore:
         code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
         if code in (_SQLITE_CORRUPT, _SQLITE_NOTADB) or isinstance(exc, Damaged):
             return IndexFileError(f"gallery index {self.shown} is damaged ({display_name(str(exc))})",
-                                  ("rebuild", "elsewhere"))
+                                  (WayOut.REBUILD, WayOut.ELSEWHERE))
         if code in (_SQLITE_BUSY, _SQLITE_LOCKED):
             return IndexFileError(f"gallery index {self.shown} is in use by another sketch search "
-                                  f"({exc})", ("wait", "elsewhere"))
+                                  f"({exc})", (WayOut.WAIT, WayOut.ELSEWHERE))
         if code == _SQLITE_FULL:
             return IndexFileError(f"no space left for the gallery index {self.shown}",
-                                  ("free_space", "other_disk"))
+                                  (WayOut.FREE_SPACE, WayOut.OTHER_DISK))
         return IndexFileError(f"cannot write the gallery index {self.shown} "
-                              f"({display_name(str(exc))})", ("writable",))
+                              f"({display_name(str(exc))})", (WayOut.WRITABLE,))
 
     def _migrate(self) -> None:
         tables = {name for (name,) in self._con.execute(
             "SELECT name FROM sqlite_master WHERE type = 'table'")}
         if tables and not {"meta", "photos"} <= tables:
             raise IndexFileError(f"{self.shown} is an SQLite file of another program, not a "
-                                 f"gallery index", ("elsewhere",))
+                                 f"gallery index", (WayOut.ELSEWHERE,))
         with self._con:
             self._con.executescript(_SCHEMA)
             version = self._meta("schema_version")
@@ -151,7 +151,7 @@ class IndexStore:
                 raise IndexFileError(
                     f"gallery index {self.shown} was written by a newer sketch search (index "
                     f"schema {display_name(str(version))}, this one reads up to {SCHEMA_VERSION})",
-                    ("newer_program", "rebuild"))
+                    (WayOut.NEWER_PROGRAM, WayOut.REBUILD))
             if number < 2:  # paths were UTF-8 text, and passing failures were remembered
                 log.info("converting index %s to schema %d", self.shown, SCHEMA_VERSION)
                 self._con.execute("UPDATE photos SET path = CAST(path AS BLOB) "

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import Enum
+from enum import Enum, auto
 
 from sketch import overlay
 from sketch.canvas import BLACK, ERASER_WIDTH, GREEN, PEN_WIDTH, RED, Canvas
@@ -33,8 +33,8 @@ CLEAR_GRACE_SECONDS = 0.8
 class Action(Enum):
     """What a frame's hands fired."""
 
-    SAVE = "save"
-    CLEAR = "clear"
+    SAVE = auto()
+    CLEAR = auto()
 
 
 @dataclass(frozen=True)

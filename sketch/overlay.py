@@ -15,6 +15,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from sketch.controls import ControlKind
+
 PANEL_WIDTH = 480
 BAR_HEIGHT = 48
 GAP = 8
@@ -282,7 +284,7 @@ def draw_button(view: np.ndarray, control, font_scale: float, hovered: bool = Fa
     """A control as a large labelled button ("\n" splits the label into lines); a disabled one
     greyed, with its reason under the label; a held one fills from the bottom as the hold goes."""
     x, y, w, h = control.rect
-    fill = QUIT_BG if control.name == "quit" else BUTTON_BG
+    fill = QUIT_BG if control.name == ControlKind.QUIT else BUTTON_BG
     _blend(view, control.rect, fill if control.enabled else (30, 30, 30), 0.8)
     if progress is not None and control.enabled:
         filled = int(round(h * min(max(progress, 0.0), 1.0)))

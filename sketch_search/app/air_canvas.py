@@ -28,12 +28,14 @@ from sketch import overlay
 from sketch.air_pen import DRAWING_TOOLS, Action, AirPen
 from sketch.camera import FrameSource
 from sketch.canvas import Canvas
+from sketch.controls import CommandAction, ControlId, ControlKind, tile
 from sketch.screen import Command, Mode, Screen
 from sketch.tracker import TwoHandTracker
 from sketch_search.app.commands import Commands
 from sketch_search.app.events import EventLog
 from sketch_search.app.first_start import first_start, remember_help_shown
 from sketch_search.app.live_follow import LiveFollow
+from sketch_search.app.live_mode import LIVE_MODES, LiveMode
 from sketch_search.app.photo_view import PhotoViewer
 from sketch_search.app.results_panel import ResultsPanel
 from sketch_search.app.search_worker import SearchWorker, WorkerOwner
@@ -47,9 +49,9 @@ log = logging.getLogger(__name__)
 TITLE = "Sketch search"
 TOAST_SECONDS = 3.0
 # Keys that press a control (or fire its action); Esc, Q and S are handled on their own.
-KEY_CONTROLS = {"r": "clear", "z": "undo", "y": "redo", "h": "help", "b": "back", "n": "next",
-                "p": "previous", "m": "show-on-phone"}
-LIVE_MODES = ("off", "preview", "full")
+KEY_CONTROLS = {"r": ControlKind.CLEAR, "z": ControlKind.UNDO, "y": ControlKind.REDO, "h": ControlKind.HELP,
+                "b": ControlKind.BACK, "n": ControlKind.NEXT, "p": ControlKind.PREVIOUS,
+                "m": ControlKind.SHOW_ON_PHONE}
 PAUSE_SECONDS = 1.0        # pen up this long on a changed canvas: search ahead of the save
 
 
@@ -61,7 +63,7 @@ class AppOptions:
     window: bool = True
     max_frames: int | None = None
     screenshot: Path | None = None   # the last window picture, written at exit
-    live: str = "preview"            # LIVE_MODES: what follows the drawing
+    live: LiveMode | str = LiveMode.PREVIEW   # a LiveMode: what follows the drawing
     pause: float = PAUSE_SECONDS     # pen-up seconds before the search ahead (--live preview)
     events: Path | None = None       # JSON lines of what happened (--events)
     adb_port: int = 5037             # the phone, for "show on phone"
@@ -139,19 +141,19 @@ class AirCanvasApp:
             return
         char = chr(key).lower()
         if key == 27 and self.screen.mode is not Mode.DRAWING:
-            self.press("back")      # Esc closes the photo, the help or the quit question
+            self.press(ControlId(ControlKind.BACK))   # Esc closes the photo, the help or the quit question
         elif key == 27 or char == "q":
-            self.carry_out(Command("quit"))
+            self.carry_out(Command(CommandAction.QUIT))
         elif char == "s":
             self.save()
         elif char in KEY_CONTROLS:
-            self.press(KEY_CONTROLS[char])
+            self.press(ControlId(KEY_CONTROLS[char]))
         elif char in "12345":
-            self.press(f"result-{char}")
+            self.press(tile(int(char)))
 
-    def press(self, name: str) -> None:
-        """A control pressed (by the pointer's hold or its key): see `Commands.press`."""
-        self.commands.press(name)
+    def press(self, control: str | ControlId) -> None:
+        """A control (or its wire name) pressed by the pointer's hold or a key: `Commands.press`."""
+        self.commands.press(control)
 
     def carry_out(self, command: Command) -> None:
         """Do what a command asks: see `Commands.carry_out`."""
@@ -183,7 +185,7 @@ class AirCanvasApp:
             if fired is Action.SAVE:
                 self.save()
             elif fired is Action.CLEAR:
-                self.carry_out(Command("clear"))
+                self.carry_out(Command(CommandAction.CLEAR))
             if pen.gesture in DRAWING_TOOLS:
                 screen.drawing_started()   # the help card or the quit question steps aside
         self.commands.point(pen.pointer, t)

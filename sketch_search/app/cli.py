@@ -7,17 +7,17 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from checkpoints.layout import models_folder_rule
-from retrieval.index_errors import WAYS_OUT, IndexFileError
+from retrieval.index_errors import WAYS_OUT, IndexFileError, WayOut
 from sketch_search.app.settings import DEVICES, EMBEDDERS, PRECISIONS, Settings
 from sketch_search.common.commands_named import Program, named
 from sketch_search.common.errors import GalleryError, SketchSearchError
 
 # The index's ways out (retrieval.index_errors) as this command line offers them.
 INDEX_WAYS_OUT_IN_FLAGS = {
-    "rebuild": "run again with --rebuild-index to rebuild it from the photos",
-    "elsewhere": "pass --index PATH",
-    "writable": "pass --index PATH to keep it in a writable place",
-    "other_disk": "pass --index PATH on another disk",
+    WayOut.REBUILD: "run again with --rebuild-index to rebuild it from the photos",
+    WayOut.ELSEWHERE: "pass --index PATH",
+    WayOut.WRITABLE: "pass --index PATH to keep it in a writable place",
+    WayOut.OTHER_DISK: "pass --index PATH on another disk",
 }
 
 

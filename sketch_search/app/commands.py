@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from device.show_on_phone import ShowReason
 from sketch.canvas import Canvas
+from sketch.controls import CommandAction, ControlId
 from sketch.pointer import HOLD_RADIUS, HoldToPress, Point
 from sketch.screen import Command, Screen
 from sketch_search.app.events import EventLog
@@ -49,34 +51,35 @@ class Commands:
         if pressed is not None:
             self.press(pressed.name)
 
-    def press(self, name: str) -> None:
-        """A control pressed (by the pointer's hold or its key): the screen decides, we act."""
-        command = self.screen.press(name)
+    def press(self, control: str | ControlId) -> None:
+        """A control (or the control of that wire name) pressed, by the pointer's hold or its key:
+        the screen decides, we act."""
+        command = self.screen.press(control)
         if command is not None:
             self.carry_out(command)
 
     def carry_out(self, command: Command) -> None:
-        """Do what a command asks; every command but show_on_phone is logged as it fires
-        (show_on_phone when the phone has answered, with the answer)."""
+        """Do what a command asks; every command but showing on the phone is logged as it fires
+        (that one when the phone has answered, with the answer)."""
         action = command.action
-        if action != "show_on_phone":
-            self.events.write("command", action=action, **command.fields)
-        if action == "clear":
+        if action is not CommandAction.SHOW_ON_PHONE:
+            self.events.write("command", action=action.value, **command.fields)
+        if action is CommandAction.CLEAR:
             self.toast("cleared (undo brings it back)" if self.canvas.clear() else "nothing to clear")
-        elif action == "undo":
+        elif action is CommandAction.UNDO:
             self.toast("undone" if self.canvas.undo() else "nothing to undo")
-        elif action == "redo":
+        elif action is CommandAction.REDO:
             self.toast("redone" if self.canvas.redo() else "nothing to redo")
-        elif action in ("open", "next", "previous"):
+        elif action in (CommandAction.OPEN, CommandAction.NEXT, CommandAction.PREVIOUS):
             self.opened = None
             self.viewer.open(Path(command.fields["path"]), (self.canvas.width, self.canvas.height))
-        elif action == "close":
+        elif action is CommandAction.CLOSE:
             self.viewer.close()
             self.opened = None
-        elif action == "show_on_phone":
+        elif action is CommandAction.SHOW_ON_PHONE:
             self.viewer.show_on_phone(Path(command.fields["path"]))
             self.note("showing the photo on the phone ...")
-        elif action == "quit":
+        elif action is CommandAction.QUIT:
             self.quit_requested = True
 
     def note(self, message: str, error: bool = False) -> None:
@@ -98,8 +101,8 @@ class Commands:
                 self.screen.phone_done(result.path)
                 fields = {"path": str(result.path), "ok": result.ok}
                 if not result.ok:
-                    fields["reason"] = result.reason or "refused"
-                self.events.write("command", action="show_on_phone", **fields)
+                    fields["reason"] = str(result.reason or ShowReason.REFUSED)
+                self.events.write("command", action=CommandAction.SHOW_ON_PHONE.value, **fields)
                 self.note(display_name(result.message) or ("shown on the phone" if result.ok else
                                                            f"not shown on the phone: {fields.get('reason')}"),
                           error=not result.ok)

@@ -77,8 +77,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """The window, saving and live-search flags."""
-    from sketch_search.app.air_canvas import LIVE_MODES, PAUSE_SECONDS
+    from sketch_search.app.air_canvas import PAUSE_SECONDS
     from sketch_search.app.cli import positive_int
+    from sketch_search.app.live_mode import LIVE_MODES, LiveMode
 
     parser.add_argument("--no-window", dest="window", action="store_false",
                         help="show nothing (headless); saves still write their files")
@@ -88,7 +89,7 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where saved sketches and their results go (default ./sketches)")
     parser.add_argument("--max-frames", type=positive_int, default=None,
                         help="stop after this many frames")
-    parser.add_argument("--live", choices=LIVE_MODES, default="preview",
+    parser.add_argument("--live", choices=LIVE_MODES, default=LiveMode.PREVIEW.value,
                         help="what follows the drawing: preview (default: matches for the strokes "
                              "themselves after each change, and the full search run ahead after a "
                              "pause), full (the full search after every stroke; for fast machines), "

@@ -9,18 +9,19 @@ from __future__ import annotations
 import time
 
 from sketch.canvas import Canvas
+from sketch_search.app.live_mode import LiveMode
 from sketch_search.app.search_worker import SearchWorker, image_key
 
 PREVIEW_SECONDS = 0.5      # during a long stroke, a preview of the drawing so far this often
 
 
 class LiveFollow:
-    """`live`: "off", "preview" or "full" (see air_canvas.LIVE_MODES); `pause`: pen-up seconds
+    """`live`: the window's LiveMode (what follows the drawing); `pause`: pen-up seconds
     before the run ahead (preview); `worker`: None without a search."""
 
-    def __init__(self, worker: SearchWorker | None, live: str, pause: float):
+    def __init__(self, worker: SearchWorker | None, live: LiveMode | str, pause: float):
         self.worker = worker
-        self.live = live
+        self.live = LiveMode(live)
         self.pause = pause
         # The canvas version last seen, last asked about, last sent ahead and last saved; the
         # frame time of the last change and of the last live request.
@@ -48,7 +49,7 @@ class LiveFollow:
         `t` is the frame's time (the pen's clock); a preview's latency is measured from now.
         """
         worker, live = self.worker, self.live
-        if worker is None or live == "off":
+        if worker is None or live is LiveMode.OFF:
             return False
         version = canvas.version
         if version != self._seen_version:   # ink changed: a run ahead is for an old drawing
@@ -59,18 +60,18 @@ class LiveFollow:
             return False
         stroke_over = not canvas.drawing
         if version != self._asked_version and (
-                stroke_over or (live == "preview" and t - self._asked_t >= PREVIEW_SECONDS)):
+                stroke_over or (live is LiveMode.PREVIEW and t - self._asked_t >= PREVIEW_SECONDS)):
             self._asked_version, self._asked_t = version, t
             if canvas.is_blank():   # cleared or erased: back to the last save's results
                 self._ahead_version = version
                 return True
             image, key = self.exported(canvas)
-            if live == "preview":
+            if live is LiveMode.PREVIEW:
                 worker.preview(image, key, time.monotonic())
             else:  # full: the whole route on every finished stroke, cancelled by the next change
                 worker.speculate(image, key)
                 self._ahead_version = version
-        if (live == "preview" and stroke_over and version != self._ahead_version
+        if (live is LiveMode.PREVIEW and stroke_over and version != self._ahead_version
                 and t - self._changed_t >= self.pause and not canvas.is_blank()):
             self._ahead_version = version
             worker.speculate(*self.exported(canvas))

@@ -28,6 +28,8 @@ import numpy as np
 from PIL import Image
 
 from device.originals_cache import OriginalsCache, PhoneFile
+from device.show_on_phone import ShowReason
+from sketch.controls import ControlKind
 from sketch_search.common.errors import SketchSearchError
 from sketch_search.common.names import display_name
 
@@ -158,10 +160,10 @@ class PhoneCheck:
 
 @dataclass(frozen=True)
 class PhoneShown:
-    """The end of a show-on-phone call: `reason` is a short fixed word when not ok."""
+    """The end of a call to show a photo on the phone: `reason` says why not when not ok."""
     path: Path
     ok: bool
-    reason: str | None
+    reason: ShowReason | None
     message: str
 
 
@@ -189,7 +191,7 @@ class PhotoViewer:
         self.originals = originals if originals is not None else OriginalsCache.in_home()
         self._decode = Background("photo-decode")
         self._pull = Background("photo-original")
-        self._phone = Background("show-on-phone")
+        self._phone = Background(ControlKind.SHOW_ON_PHONE.value)
         self._wanted: Path | None = None
         self._notes = None    # device.originals.QuietNotes, made on the pull thread
 

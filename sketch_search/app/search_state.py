@@ -16,6 +16,7 @@ import time
 from sketch import overlay
 from sketch_search.app import search_jobs as done
 from sketch_search.app import search_scheduler as jobs
+from sketch_search.app.live_mode import LiveMode
 from sketch_search.app.search_answers import Finished, SearchOutcome
 from sketch_search.app.search_board import SearchBoard
 from sketch_search.app.search_presenter import index_error_line
@@ -26,12 +27,12 @@ log = logging.getLogger(__name__)
 
 class SearchState:
     """The scheduler and the window's board; `gallery`: whether there is one to index; `live`:
-    the window's live mode ("off", "preview" or "full": a run ahead is then shown as it is)."""
+    the window's LiveMode (FULL: a run ahead is then shown as it is)."""
 
-    def __init__(self, gallery: bool, live: str = "preview"):
+    def __init__(self, gallery: bool, live: LiveMode | str = LiveMode.PREVIEW):
         self.scheduler = SearchScheduler(indexing=gallery)
         self.board = SearchBoard(gallery)
-        self.live = live
+        self.live = LiveMode(live)
 
     def status_line(self, now: float) -> tuple[str, bool]:
         """The status line and whether it reports an error."""
@@ -87,10 +88,10 @@ class SearchState:
         if saves:
             return [jobs.Deliver(save, finished) for save in saves]
         view = finished.view
-        if self.live == "full":  # the live route: shown as it is, marked live
+        if self.live is LiveMode.FULL:  # the live route: shown as it is, marked live
             self.board.post(SearchOutcome(None, view=dataclasses.replace(view, label=overlay.LIVE_LABEL),
                                            live=True))
-        then = "keep them" if self.live == "full" else "see them"
+        then = "keep them" if self.live is LiveMode.FULL else "see them"
         self._say(f"results ready ahead ({view.seconds:.1f} s): hold the save gesture to {then}")
         return []
 

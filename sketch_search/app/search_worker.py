@@ -18,6 +18,7 @@ from PIL import Image
 
 from sketch_search.app import search_scheduler as jobs
 from sketch_search.app.events import EventLog
+from sketch_search.app.live_mode import LiveMode
 from sketch_search.app.search_answers import SearchOutcome
 from sketch_search.app.search_jobs import JobRunner, SearchBackend
 from sketch_search.app.search_scheduler import IndexState, Save
@@ -40,13 +41,13 @@ class SearchWorker:
     """One thread: loads the models, then indexes the gallery and answers saves, previews and
     runs ahead as `SearchScheduler` orders them.
 
-    `live`: "off" (saves only), "preview" (previews, and full runs ahead after a pause) or "full"
-    (the full route as the live route). `events`: where to record what happens. `slice_seconds`:
+    `live`: the window's LiveMode: OFF (saves only), PREVIEW (previews, and full runs ahead after
+    a pause) or FULL (the full route as the live route). `events`: where to record what happens. `slice_seconds`:
     the length of an indexing slice between jobs (0: one batch).
     """
 
     def __init__(self, search: SearchBackend, gallery: Path | None = None,
-                 gallery_changed: threading.Event | None = None, live: str = "preview",
+                 gallery_changed: threading.Event | None = None, live: LiveMode | str = LiveMode.PREVIEW,
                  events: EventLog | None = None, slice_seconds: float = SLICE_SECONDS):
         self.search = search
         # Set by the phone sync when photos arrive: they join the indexing queue.

@@ -13,6 +13,7 @@ import numpy as np
 
 from sketch import overlay
 from sketch.air_pen import DRAWING_TOOLS, AirPen
+from sketch.controls import ControlKind
 from sketch.screen import Mode
 from sketch_search.app.commands import Commands
 from sketch_search.common.errors import SketchSearchError
@@ -45,9 +46,9 @@ class WindowPicture:
             overlay.draw_confirm_quit(view, font)
         over = presser.over.name if presser.over is not None else None
         for control in screen.controls():
-            if control.name.startswith("result-"):
-                rank = int(control.name.removeprefix("result-"))
-                photo = screen.results[rank - 1] if rank <= len(screen.results) else None
+            shown = screen.control_named(control.name)
+            if shown is not None and shown.kind is ControlKind.RESULT:
+                photo = screen.results[shown.rank - 1] if shown.rank <= len(screen.results) else None
                 overlay.draw_tile(view, control, photo, font, control.name == over,
                                   self._tile_picture(photo, control.rect[2]))
             else:
