@@ -136,3 +136,24 @@ def test_missing_models_are_reported_before_torch_loads(tmp_path):
     check = python(f"import sys, runpy\nsys.argv = {argv!r}\ntry:\n    runpy.run_path('main2.py', "
                    "run_name='__main__')\nexcept SystemExit:\n    pass\nprint('torch' in sys.modules)")
     assert check.stdout.strip().splitlines()[-1] == "False"
+
+
+MAX_FUNCTION_LINES = 40
+MAX_CLASS_LINES = 200
+
+
+def test_runtime_functions_and_classes_stay_short():
+    """No runtime function over 40 lines, no runtime class over 200, from `def`/`class` to its
+    end (tools, benchmarks and tests aside): a long one is two jobs in one."""
+    too_long = []
+    for name, path in our_modules().items():
+        if unit_of(name) in ("tools", "bench", "tests"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            limit = (MAX_CLASS_LINES if isinstance(node, ast.ClassDef) else
+                     MAX_FUNCTION_LINES if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+                     else None)
+            if limit is not None and node.end_lineno - node.lineno + 1 > limit:
+                too_long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} "
+                                f"({node.end_lineno - node.lineno + 1} lines, at most {limit})")
+    assert not too_long, "\n".join(too_long)

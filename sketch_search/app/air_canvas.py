@@ -12,12 +12,8 @@ never imports torch.
 """
 from __future__ import annotations
 
-import contextlib
 import logging
-import sys
-import time
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -34,6 +30,7 @@ from sketch.tracker import TwoHandTracker
 from sketch_search.app.commands import Commands
 from sketch_search.app.events import EventLog
 from sketch_search.app.first_start import first_start, remember_help_shown
+from sketch_search.app.frame_loop import TITLE, FrameLoop, LoopStats
 from sketch_search.app.live_follow import LiveFollow
 from sketch_search.app.live_mode import LIVE_MODES, LiveMode
 from sketch_search.app.photo_view import PhotoViewer
@@ -41,12 +38,10 @@ from sketch_search.app.results_panel import ResultsPanel
 from sketch_search.app.search_worker import SearchWorker, WorkerOwner
 from sketch_search.app.sketch_saving import SketchSaver
 from sketch_search.app.timed_line import TimedLine
-from sketch_search.app.window_picture import WindowPicture, write_picture
-from sketch_search.common.errors import CameraError
+from sketch_search.app.window_picture import WindowPicture
 
 log = logging.getLogger(__name__)
 
-TITLE = "Sketch search"
 TOAST_SECONDS = 3.0
 # Keys that press a control (or fire its action); Esc, Q and S are handled on their own.
 KEY_CONTROLS = {"r": ControlKind.CLEAR, "z": ControlKind.UNDO, "y": ControlKind.REDO, "h": ControlKind.HELP,
@@ -71,18 +66,6 @@ class AppOptions:
     originals_cache: int = DEFAULT_CACHE_BYTES   # bytes of lean photos' pulled originals (0: none)
 
 
-@dataclass
-class LoopStats:
-    frames: int = 0
-    seconds: float = 0.0                                     # wall time of the frame loop
-    # Latest frames, for benchmarks: (wall seconds, CPU seconds of the whole process, worker busy)
-    frame_seconds: deque[tuple[float, float, bool]] = field(default_factory=lambda: deque(maxlen=100_000))
-
-    @property
-    def fps(self) -> float:
-        return self.frames / self.seconds if self.seconds else 0.0
-
-
 class AirCanvasApp:
     def __init__(self, options: AppOptions, search=None, phone_sync=None):
         """`phone_sync`: a device.background_sync.BackgroundSync filling the gallery, or None."""
@@ -94,13 +77,12 @@ class AirCanvasApp:
         self.events = EventLog(options.events)
         self.worker = (SearchWorker(search, options.gallery, changed, options.live, self.events)
                        if search is not None else None)
-        self._worker_owner = WorkerOwner(self.worker) if self.worker is not None else None
+        self.worker_owner = WorkerOwner(self.worker) if self.worker is not None else None
         self.canvas: Canvas | None = None
         self.pen: AirPen | None = None
         self.tracker: TwoHandTracker | None = None
         self.stats = LoopStats()
-        self._fps = 0.0
-        self._last_frame: np.ndarray | None = None
+        self.last_frame: np.ndarray | None = None
         self.window_image: np.ndarray | None = None
         self.toasts = TimedLine(TOAST_SECONDS)
         self.following = LiveFollow(self.worker, options.live, options.pause)
@@ -191,7 +173,7 @@ class AirCanvasApp:
         self.commands.point(pen.pointer, t)
         if self.following.follow(self.canvas, t):   # cleared or erased: back to the last save's results
             self.panel.back_to_saved()
-        self._last_frame = frame
+        self.last_frame = frame
         self.collect_results()
         self.commands.collect_photo_jobs()
         self.commands.settle()
@@ -210,8 +192,8 @@ class AirCanvasApp:
         """The window's picture for the last frame."""
         photo = self.screen.mode is Mode.PHOTO
         self.window_image = self.picture.compose(
-            self._last_frame, self._browse_pen if photo else self.pen, not photo, self.toasts.current,
-            self._status_line(), self._fps, self.panel.view)
+            self.last_frame, self._browse_pen if photo else self.pen, not photo, self.toasts.current,
+            self._status_line(), self.stats.shown_fps, self.panel.view)
         return self.window_image
 
     def _status_line(self) -> tuple[str, bool]:
@@ -227,101 +209,24 @@ class AirCanvasApp:
             status = f"{self.phone_sync.status} | {status}"
         return status, status_error
 
-    def _show(self) -> None:
+    # -- the loop -------------------------------------------------------------------------------
+    def show(self) -> None:
+        """Put the picture in the window and take its key and close button."""
         cv2.imshow(TITLE, self.compose())
         self.handle_key(cv2.waitKeyEx(1))
         if cv2.getWindowProperty(TITLE, cv2.WND_PROP_VISIBLE) < 1:  # closed with the mouse
             self.commands.quit_requested = True
 
-    # -- the loop -------------------------------------------------------------------------------
     def run(self, source: FrameSource | None = None) -> int:
         """Run until the video ends, the user quits or --max-frames; 0 when every search worked.
 
         `source`: an opened FrameSource (default: open options.source). Raises CameraError when
-        the camera fails, after saving the sketch so far.
+        the camera fails, after saving the sketch so far. The frames are run by FrameLoop.
         """
-        options = self.options
-        source = source or FrameSource(options.source)
-        options.sketch_dir.mkdir(parents=True, exist_ok=True)
-        switch_interval = sys.getswitchinterval()
-        if self.worker is not None:
-            # The worker runs Python between torch calls; at the default 5 ms switch interval the
-            # loop can wait that long for the GIL each time it gets it back from OpenCV or
-            # MediaPipe, many times a frame (the convoy effect). 1 ms keeps frames on time.
-            sys.setswitchinterval(min(switch_interval, 0.001))
-        try:
-            # Started here, cancelled and joined once on the way out, whichever way it is.
-            with self._worker_owner or contextlib.nullcontext():
-                if self.phone_sync is not None:
-                    self.phone_sync.start()
-                if options.window:
-                    # GUI_NORMAL: no Qt toolbar or status line around the picture (it has its own)
-                    cv2.namedWindow(TITLE, cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL)
-                try:
-                    self._loop(source)
-                    self._finish_searches()
-                    if options.screenshot and self._last_frame is not None:
-                        write_picture(options.screenshot, self.compose())
-                except (KeyboardInterrupt, SystemExit):  # Ctrl+C, SIGTERM: keep the drawing
-                    self.saver.save_on_interrupt(self.canvas)
-                    raise
-                finally:
-                    source.close()
-                    if self.tracker is not None:
-                        self.tracker.close()
-        finally:
-            if options.window:
-                cv2.destroyAllWindows()
-            sys.setswitchinterval(switch_interval)
-            self.events.close()
-        return 1 if self.worker is not None and self.worker.failures else 0
+        return FrameLoop(self).run(source or FrameSource(self.options.source))
 
     @property
     def hard_exit_needed(self) -> bool:
         """The search thread did not stop in time (a model still loading): the process must end
         with os._exit, or torch aborts it as the interpreter tears the thread down."""
-        return self._worker_owner is not None and self._worker_owner.hard_exit_needed
-
-    def _loop(self, source: FrameSource) -> None:
-        options = self.options
-        pace = options.window and not source.live  # show a video file at its own speed
-        start = last = time.perf_counter()
-        last_cpu = time.process_time()
-        while not self.quit_requested:
-            try:
-                item = source.read()
-            except CameraError as exc:
-                raise self.saver.saved_on_failure(self.canvas, exc) from None
-            if item is None:
-                break
-            frame, t = item
-            busy = self.worker.busy if self.worker is not None else False
-            self.step(frame, t)
-            if options.window:
-                self._show()
-            if pace:
-                delay = last + 1.0 / source.fps - time.perf_counter()
-                if delay > 0:
-                    time.sleep(delay)
-            now, now_cpu = time.perf_counter(), time.process_time()
-            self.stats.frame_seconds.append((now - last, now_cpu - last_cpu, busy))
-            rate = 1.0 / max(now - last, 1e-6)
-            self._fps = 0.9 * self._fps + 0.1 * rate if self._fps else rate
-            last, last_cpu = now, now_cpu
-            self.stats.frames += 1
-            if options.max_frames and self.stats.frames >= options.max_frames:
-                break
-        self.stats.seconds = time.perf_counter() - start
-
-    def _finish_searches(self) -> None:
-        """Wait for queued searches (a video's last save), keeping the window alive meanwhile."""
-        if self.worker is None:
-            return
-        if self.worker.busy:
-            log.info("waiting for the search to finish")
-        while self.worker.busy and not self.quit_requested:
-            if self.options.window:
-                self.collect_results()
-                self._show()
-            self.worker.wait(timeout=0.05)
-        self.collect_results()
+        return self.worker_owner is not None and self.worker_owner.hard_exit_needed
