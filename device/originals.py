@@ -14,17 +14,16 @@ OriginalUnavailable with a fixed `reason` and a one-line message: the kept image
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 from ppadb.client import Client
 from ppadb.device import Device
 
-from device.adb_server import DEFAULT_ADB_PORT, connect_server, list_phones
+from device.adb_server import DEFAULT_ADB_PORT, connect_server
 from device.originals_cache import OriginalsCache, PhoneFile
 from device.phone_errors import PhoneConnectionLost, PhoneError, PhoneProtocolError
-from device.phone_shell import own_serial
+from device.phone_owner import find_owner, gallery_relative
 from device.show_on_phone import ShowReason
 from device.sync_protocol import MAX_PATH_BYTES, SyncConnection
 from device.sync_state import find_synced
@@ -55,7 +54,7 @@ def lean_original(gallery: Path | None, photo: Path) -> PhoneFile | None:
     brought, one synced whole, or a record no phone could have written."""
     if gallery is None:
         return None
-    relative = _relative(Path(gallery), Path(photo))
+    relative = gallery_relative(Path(gallery), Path(photo))
     found = find_synced(Path(gallery), relative) if relative is not None else None
     if found is None:
         return None
@@ -123,39 +122,15 @@ def _receive(client: Client, transport: str, photo: PhoneFile, tmp: Path, timeou
 
 
 def _transport(client: Client, owner: str, chosen: str | None, timeout: float) -> str:
-    """adb's serial of the connected phone `owner` (its own serial, or the transport serial an
-    older sync recorded), among `chosen` only when given."""
-    phones = list_phones(client)
-    own = {p.serial: _own(client, p.serial, timeout) for p in phones if p.state == "device"}
-    if chosen is not None:
-        phones = [p for p in phones if chosen in (p.serial, own.get(p.serial))]
-    for phone in phones:
-        if phone.state == "device" and owner in (phone.serial, own[phone.serial]):
-            return phone.serial
+    """adb's serial of the connected phone `owner`, among `chosen` only when given."""
+    phone, phones = find_owner(client, owner, chosen, timeout)
+    if phone is not None:
+        return phone.serial
     if any(p.state == "unauthorized" for p in phones):
         raise OriginalUnavailable(ShowReason.UNAUTHORIZED, "the phone has not authorised this computer: "
                                   "unlock it and accept 'Allow USB debugging?' to see originals")
     raise OriginalUnavailable(ShowReason.NO_PHONE, f"phone {display_name(owner)} is not connected: "
                               "showing the small copy kept in the gallery")
-
-
-def _own(client: Client, transport: str, timeout: float) -> str | None:
-    try:
-        return own_serial(client, transport, timeout)
-    except PhoneError as error:
-        log.info("phone %s: no serial number (%s)", transport, error)
-        return None
-
-
-def _relative(gallery: Path, photo: Path) -> str | None:
-    """`photo`'s path inside `gallery`, '/'-separated, as the sync record keys it."""
-    try:
-        return Path(os.path.abspath(photo)).relative_to(os.path.abspath(gallery)).as_posix()
-    except ValueError:
-        try:                            # one of them reached through a symbolic link
-            return Path(photo).resolve().relative_to(Path(gallery).resolve()).as_posix()
-        except (ValueError, OSError):
-            return None
 
 
 class QuietNotes:

@@ -27,9 +27,10 @@ from urllib.parse import quote
 from ppadb.client import Client
 from ppadb.device import Device
 
-from device.adb_server import DEFAULT_ADB_PORT, PhoneInfo, connect_server, list_phones
+from device.adb_server import DEFAULT_ADB_PORT, connect_server
 from device.phone_errors import PhoneError
-from device.phone_shell import own_serial, run_shell
+from device.phone_owner import find_owner, gallery_relative
+from device.phone_shell import run_shell
 from device.sync_protocol import MAX_PATH_BYTES, SyncConnection
 from device.sync_state import find_origin
 from sketch_search.common.names import display_name
@@ -83,14 +84,8 @@ class _NotShown(Exception):
 def phone_origin(gallery: Path, photo: Path) -> PhoneOrigin | None:
     """Which phone `photo` (a file in `gallery`) came from and its path there, from the sync
     record; None when no sync brought it (or the record's path is not one a phone could hold)."""
-    try:
-        relative = Path(os.path.abspath(photo)).relative_to(os.path.abspath(gallery))
-    except ValueError:
-        try:                            # one of them reached through a symbolic link
-            relative = Path(photo).resolve().relative_to(Path(gallery).resolve())
-        except (ValueError, OSError):
-            return None
-    found = find_origin(Path(gallery), relative.as_posix())
+    relative = gallery_relative(Path(gallery), Path(photo))
+    found = find_origin(Path(gallery), relative) if relative is not None else None
     if found is None:
         return None
     serial, device_path = found
@@ -123,13 +118,9 @@ def show_on_phone(gallery: Path, photo: Path, adb_port: int = DEFAULT_ADB_PORT,
 def _find_phone(client: Client, origin: PhoneOrigin, serial: str | None,
                 timeout: float) -> tuple[str, str]:
     """(transport serial, model) of the connected phone the photo came from."""
-    phones = list_phones(client)
-    own = {p.serial: _own(client, p, timeout) for p in phones if p.state == "device"}
-    if serial is not None:
-        phones = [p for p in phones if serial in (p.serial, own.get(p.serial))]
-    for phone in phones:
-        if phone.state == "device" and origin.serial in (phone.serial, own[phone.serial]):
-            return phone.serial, phone.model
+    phone, phones = find_owner(client, origin.serial, serial, timeout)
+    if phone is not None:
+        return phone.serial, phone.model
     waiting = [p for p in phones if p.state == "unauthorized"]
     if waiting:
         raise _NotShown(ShowReason.UNAUTHORIZED, f"phone {waiting[0].serial} has not authorised this "
@@ -143,14 +134,6 @@ def _find_phone(client: Client, origin: PhoneOrigin, serial: str | None,
                         "USB or Wi-Fi to show the photo there")
     raise _NotShown(ShowReason.NO_PHONE, f"phone {origin.serial}, where the photo came from, is not "
                     "connected")
-
-
-def _own(client: Client, phone: PhoneInfo, timeout: float) -> str | None:
-    try:
-        return own_serial(client, phone.serial, timeout)
-    except PhoneError as error:
-        log.info("phone %s: no serial number (%s)", phone.serial, error)
-        return None
 
 
 def _show(client: Client, transport: str, model: str, origin: PhoneOrigin, name: str,
