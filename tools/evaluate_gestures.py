@@ -181,12 +181,14 @@ def _pack_looks(looks: Sequence[Sequence[Hand | None]]) -> dict[str, np.ndarray]
 
 
 def _unpack_looks(data) -> list[list[Hand | None]]:
+    # Each item of an npz is decompressed again on every access: take each array out once.
+    landmarks, handedness, scores, sizes = (data[name] for name in ("landmarks", "handedness", "scores", "sizes"))
     looks = []
-    for i in range(len(data["landmarks"])):
-        row = [None if np.isnan(data["landmarks"][i, k, 0, 0]) else
-               Hand(landmarks=data["landmarks"][i, k], handedness=str(data["handedness"][i, k]),
-                    score=float(data["scores"][i, k]), image_size=tuple(int(v) for v in data["sizes"][i, k]))
-               for k in range(data["landmarks"].shape[1])]
+    for i in range(len(landmarks)):
+        row = [None if np.isnan(landmarks[i, k, 0, 0]) else
+               Hand(landmarks=landmarks[i, k], handedness=str(handedness[i, k]), score=float(scores[i, k]),
+                    image_size=tuple(int(v) for v in sizes[i, k]))
+               for k in range(landmarks.shape[1])]
         looks.append([] if row[0] is None else row)
     return looks
 
