@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -58,6 +58,18 @@ _EPS = 1e-9
 # (of all reads 4.9 % are wrong); a wider margin declines mostly right reads (BENCHMARKS.md,
 # "Declining what it cannot see").
 SCORE_MARGIN = 0.5
+# The margin per finger, thumb to pinky. The little finger's scores spread wider: a pinky half
+# curled beside an extended ring finger is the commonest confident wrong read left (a 3 read as 4).
+# A margin of 2 on the pinky alone declined 9 wrong and 2 right reads of hand-counting's set1 and
+# 1 wrong, 0 right of set2 (the model never trained on either; BENCHMARKS.md, "second round").
+FINGER_MARGINS = (SCORE_MARGIN, SCORE_MARGIN, SCORE_MARGIN, SCORE_MARGIN, 2.0)
+
+
+def finger_margins(margin: float | None = None) -> np.ndarray:
+    """(5,) margins thumb to pinky: FINGER_MARGINS for None, else `margin` for every finger."""
+    if margin is None:
+        return np.asarray(FINGER_MARGINS, dtype=np.float64)
+    return np.full(5, float(margin))
 
 
 # --- geometry -------------------------------------------------------------------------
@@ -270,9 +282,10 @@ class Reading:
 
 
 def read_fingers(landmarks: np.ndarray, handedness_score: float | None = None,
-                 model: FingerModel | None = None, margin: float = SCORE_MARGIN) -> Reading:
+                 model: FingerModel | None = None, margin: float | None = None) -> Reading:
     """Which fingers are extended, or a declined Reading when the landmarks are implausible or a
-    finger's score is within `margin` of the boundary (0 turns the margin off)."""
+    finger's score is within its margin of the boundary (None: FINGER_MARGINS; a number: that
+    margin for every finger, 0 turns the margin off)."""
     points = as_points(landmarks)
     if points.ndim != 2:
         raise ValueError(f"expected one hand's (21, 3) landmarks, got {points.shape}")
@@ -280,15 +293,33 @@ def read_fingers(landmarks: np.ndarray, handedness_score: float | None = None,
     if doubt is not None:
         return Reading(None, doubt)
     scores = (model or load_finger_model()).scores(points)
-    unclear = np.flatnonzero(np.abs(scores) < margin)
+    unclear = np.flatnonzero(np.abs(scores) < finger_margins(margin))
     if unclear.size:
         return Reading(None, f"the {FINGERS[unclear[0]]} finger is neither clearly bent nor extended")
     return Reading(ExtendedFingers(*(bool(v > 0) for v in scores)))
 
 
-def read_hand(hand: Hand, model: FingerModel | None = None, margin: float = SCORE_MARGIN) -> Reading:
+def read_hand(hand: Hand, model: FingerModel | None = None, margin: float | None = None) -> Reading:
     """read_fingers for a tracked hand (its pixel landmarks and handedness score)."""
     return read_fingers(hand.points_3d(), hand.score, model, margin)
+
+
+def read_looks(hands: Sequence[Hand | None], model: FingerModel | None = None,
+               margin: float | None = None) -> Reading:
+    """One read from several looks at the same hand (photo detection's views; the first found the
+    hand, None where another found none): the count more than half of all the looks read, with the
+    fingers of the first look that read it; declined when no count has that majority."""
+    if not hands or hands[0] is None:
+        raise ValueError("read_looks needs the first look's hand")
+    readings = [None if hand is None else read_hand(hand, model, margin) for hand in hands]
+    counts = [r.count for r in readings if r is not None and not r.declined]
+    for count in dict.fromkeys(counts):
+        if 2 * counts.count(count) > len(hands):
+            return next(r for r in readings if r is not None and r.count == count)
+    if len(hands) == 1:
+        return readings[0]
+    seen = ", ".join("-" if r is None else "?" if r.declined else str(r.count) for r in readings)
+    return Reading(None, f"no count read by most looks ({seen})")
 
 
 def count_extended_fingers(landmarks: np.ndarray, handedness: str | None = None,

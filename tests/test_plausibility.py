@@ -217,3 +217,49 @@ def test_the_window_draws_a_quiet_question_mark_on_an_unsure_hand_only():
     plain = np.full_like(view, 40)
     draw_pen(plain, pen)
     assert (plain == 40).all()   # a fist read surely: no mark at all
+
+
+def _with_score(model, finger: str, points: np.ndarray, score: float):
+    """The model with one finger's bias moved so that its score on `points` is `score`."""
+    from dataclasses import replace
+
+    from sketch.gestures import FINGERS, FingerModel
+
+    f = FINGERS.index(finger)
+    shift = score - model.scores(points)[f]
+    classifier = model.classifiers[finger]
+    return FingerModel({**model.classifiers, finger: replace(classifier, bias=classifier.bias + shift)})
+
+
+def test_the_little_finger_has_a_wider_margin_than_the_others():
+    from sketch.gestures import FINGER_MARGINS, SCORE_MARGIN, load_finger_model
+
+    points = synthetic_hand(V_SIGN)
+    shipped = load_finger_model()
+    between = (SCORE_MARGIN + FINGER_MARGINS[4]) / 2   # outside the others' margin, inside the pinky's
+    pinky_unclear = _with_score(shipped, "pinky", points, -between)
+    reading = read_fingers(points, model=pinky_unclear)
+    assert reading.declined and "pinky" in reading.doubt
+    assert read_fingers(points, model=pinky_unclear, margin=SCORE_MARGIN).count == 2
+    # the same score on the ring finger is clear enough
+    assert read_fingers(points, model=_with_score(shipped, "ring", points, -between)).count == 2
+
+
+# --- several looks at one photo -----------------------------------------------------------
+
+def test_the_count_most_looks_agree_on_is_read_and_a_split_vote_declined():
+    from sketch.gestures import read_looks
+
+    v_sign, fist = as_hand(synthetic_hand(V_SIGN)), as_hand(synthetic_hand((0, 0, 0, 0, 0)))
+    open_hand, misfit = as_hand(synthetic_hand((1, 1, 1, 1, 1))), as_hand(bent_backwards(synthetic_hand(V_SIGN),
+                                                                                        "middle", 100))
+    assert read_looks([v_sign]).count == 2 and read_looks([misfit]).declined
+    assert read_looks([v_sign, v_sign, fist]).count == 2
+    assert read_looks([fist, v_sign, v_sign]).count == 2
+    # an implausible first fit is outvoted by two plausible looks that agree
+    assert read_looks([misfit, v_sign, v_sign]).count == 2
+    for split in ([v_sign, fist, open_hand], [v_sign, None, None], [v_sign, misfit, fist], [v_sign, fist]):
+        reading = read_looks(split)
+        assert reading.declined and "no count read by most looks" in reading.doubt, split
+    with pytest.raises(ValueError):
+        read_looks([None, v_sign, v_sign])

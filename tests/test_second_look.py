@@ -12,8 +12,8 @@ import pytest
 
 from sketch.air_pen import AirPen
 from sketch.canvas import Canvas
-from sketch.gestures import Gesture, read_hand
-from sketch.photo_detection import detect_in_photo, first_look, photo_tracker
+from sketch.gestures import Gesture, read_hand, read_looks
+from sketch.photo_detection import CHECK_VIEWS, detect_in_photo, first_look, looks_in_photo, photo_tracker
 from sketch.plausibility import LONG_FINGERS, doubt_about_hand
 from sketch.tracker import SECOND_LOOK_EVERY, Hand, TwoHandTracker
 from tests.conftest import shared_path
@@ -70,6 +70,39 @@ def test_a_photo_whose_first_fit_is_implausible_gets_a_plausible_second_look():
         assert np.abs(hand.landmarks_px() - plain.landmarks_px()).max() < 0.35 * palm
         misfit.calls = 0
         assert doubt_about_hand(detect_in_photo(photo, misfit, look_twice=False)) is not None
+
+
+class MisfitCalls(MisfitFirst):
+    """A real tracker whose fits go wrong on the given calls (1 is the first)."""
+
+    def __init__(self, tracker, calls: set[int]) -> None:
+        super().__init__(tracker)
+        self.wrong_calls = calls
+
+    def process(self, frame: np.ndarray) -> Hand | None:
+        self.calls += 1
+        hand = self.tracker.process(frame)
+        return stretched(hand) if hand is not None and self.calls in self.wrong_calls else hand
+
+
+def test_a_photo_is_read_where_most_looks_agree_and_declined_where_they_do_not():
+    photo = read_rgb(sorted(shared_path("data", "hand-counts", "2").iterdir())[0])
+    with photo_tracker() as real:
+        looks = looks_in_photo(photo, real)
+        assert len(looks) == 1 + len(CHECK_VIEWS) and all(look is not None for look in looks)
+        # every look is the same hand in the photo's coordinates (the mirror and the turn undone)
+        first = looks[0].landmarks_px()
+        palm = np.linalg.norm(first[9] - first[0])
+        assert all(np.abs(look.landmarks_px() - first).max() < 0.35 * palm for look in looks[1:])
+        assert [read_hand(look).count for look in looks] == [2] * len(looks)
+        assert read_looks(looks).count == 2
+        # one look misfitted (the mirrored one, the second call): the others still agree
+        one_off = looks_in_photo(photo, MisfitCalls(real, {2}))
+        assert read_hand(one_off[1]).declined and read_looks(one_off).count == 2
+        # every look after the first misfitted: only one look reads 2, not most of them
+        split = read_looks(looks_in_photo(photo, MisfitCalls(real, {2, 3})))
+        assert split.declined and "no count read by most looks" in split.doubt
+        assert looks_in_photo(np.full((240, 320, 3), 128, np.uint8), real) == []
 
 
 def _v_sign_frames(frames: int):

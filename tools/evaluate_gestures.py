@@ -1,19 +1,24 @@
 """Measure the finger counter on labelled hand photos (DIR/<N>/*, N = extended fingers, 0-5).
 
     python -m tools.evaluate_gestures --eval DIR [--rotate 45] [--seed 0] [--interpolation cubic]
+
+Each photo is read as photo reading does: the hand detect_in_photo finds, looked at again in the
+other views of sketch/photo_detection.py CHECK_VIEWS, and counted only where most of the looks
+read the same count (sketch/gestures.py read_looks); otherwise the read is declined.
 """
 from __future__ import annotations
 
 import argparse
 import hashlib
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from sketch.gestures import SCORE_MARGIN, FingerModel, read_hand
+from sketch.gestures import FingerModel, read_hand, read_looks
 from sketch.tracker import Hand, HandTracker
 from sketch_search.common.command import run_command, setup_logging
 from sketch_search.common.errors import NotAnImageError, SketchSearchError
@@ -93,6 +98,20 @@ def rotation_angles(count: int, max_degrees: float, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).uniform(-max_degrees, max_degrees, count)
 
 
+def _images(paths: Sequence[Path], angles: Sequence[float] | None, interpolation: str, change,
+            progress: bool) -> Iterator[np.ndarray]:
+    """Each photo as RGB, changed by `change(i, image)` when given, then turned by its angle."""
+    from tqdm import tqdm
+
+    for i, path in enumerate(tqdm(paths, desc="detecting hands", unit="photo", disable=not progress)):
+        image = read_rgb(path)
+        if change is not None:
+            image = change(i, image)
+        if angles is not None and angles[i]:
+            image = rotate_photo(image, float(angles[i]), interpolation)
+        yield image
+
+
 def detect_photos(paths: Sequence[Path], angles: Sequence[float] | None = None,
                   tracker: HandTracker | None = None, progress: bool = True,
                   interpolation: str = "linear", change=None) -> list[Hand | None]:
@@ -101,26 +120,20 @@ def detect_photos(paths: Sequence[Path], angles: Sequence[float] | None = None,
     `change`, when given, is called with (photo number, RGB image) and gives the image to use
     (training's augmentations); the turn is applied after it.
     """
-    from tqdm import tqdm
-
     from sketch.photo_detection import detect_in_photo, photo_tracker
 
-    own = tracker is None
-    if own:
-        tracker = photo_tracker()
-    try:
-        hands = []
-        for i, path in enumerate(tqdm(paths, desc="detecting hands", unit="photo", disable=not progress)):
-            image = read_rgb(path)
-            if change is not None:
-                image = change(i, image)
-            if angles is not None and angles[i]:
-                image = rotate_photo(image, float(angles[i]), interpolation)
-            hands.append(detect_in_photo(image, tracker))
-        return hands
-    finally:
-        if own:
-            tracker.close()
+    with photo_tracker() if tracker is None else nullcontext(tracker) as using:
+        return [detect_in_photo(image, using) for image in _images(paths, angles, interpolation, change, progress)]
+
+
+def detect_looks(paths: Sequence[Path], angles: Sequence[float] | None = None, progress: bool = True,
+                 interpolation: str = "linear") -> list[list[Hand | None]]:
+    """Every look at each photo (sketch/photo_detection.py looks_in_photo; [] where no hand was
+    found), each photo first turned by its angle when angles are given."""
+    from sketch.photo_detection import looks_in_photo, photo_tracker
+
+    with photo_tracker() as tracker:
+        return [looks_in_photo(image, tracker) for image in _images(paths, angles, interpolation, None, progress)]
 
 
 def file_key(paths: Sequence[Path]) -> np.ndarray:
@@ -133,35 +146,51 @@ def write_atomic_npz(path: Path, **arrays: np.ndarray) -> None:
     write_atomically(path, lambda tmp: np.savez_compressed(tmp, **arrays))
 
 
-# Bump when photo detection changes what it finds (views, second look): cached hands are then stale.
-DETECTION_VERSION = "3: PHOTO_VIEWS + second look (bends about the across axis)"
+# Bump when photo detection changes what it finds (views, second look, other looks): cached hands
+# are then stale.
+DETECTION_VERSION = "4: PHOTO_VIEWS + second look + CHECK_VIEWS' looks"
 
 
 def cached_detect(paths: Sequence[Path], angles: np.ndarray | None, interpolation: str, progress: bool,
-                  cache: Path | None) -> list[Hand | None]:
-    """detect_photos, kept in an npz under `cache` for the same photos (path, mtime, size), turns
+                  cache: Path | None) -> list[list[Hand | None]]:
+    """detect_looks, kept in an npz under `cache` for the same photos (path, mtime, size), turns
     and DETECTION_VERSION, so evaluating another model does not run MediaPipe again."""
     if cache is None:
-        return detect_photos(paths, angles, progress=progress, interpolation=interpolation)
+        return detect_looks(paths, angles, progress=progress, interpolation=interpolation)
     key = "\n".join([*file_key(paths), DETECTION_VERSION, interpolation,
                       "" if angles is None else ",".join(f"{a:.6f}" for a in angles)])
     path = cache / f"eval-{Path(paths[0]).parents[1].name}-{hashlib.sha1(key.encode()).hexdigest()[:12]}.npz"
     if path.is_file():
         logger.info("using hands cached in %s", path)
-        data = np.load(path)
-        return [None if np.isnan(data["landmarks"][i, 0, 0]) else
-                Hand(landmarks=data["landmarks"][i], handedness=str(data["handedness"][i]),
-                     score=float(data["scores"][i]), image_size=tuple(int(v) for v in data["sizes"][i]))
-                for i in range(len(paths))]
-    hands = detect_photos(paths, angles, progress=progress, interpolation=interpolation)
-    found = [h for h in hands if h is not None]
-    write_atomic_npz(
-        path, landmarks=np.stack([np.full((21, 3), np.nan, np.float32) if h is None else h.landmarks for h in hands]),
-        handedness=np.array(["" if h is None else h.handedness for h in hands]),
-        scores=np.array([np.nan if h is None else h.score for h in hands]),
-        sizes=np.array([(0, 0) if h is None else h.image_size for h in hands]))
-    logger.info("cached %d hands in %s", len(found), path)
-    return hands
+        return _unpack_looks(np.load(path))
+    looks = detect_looks(paths, angles, progress=progress, interpolation=interpolation)
+    write_atomic_npz(path, **_pack_looks(looks))
+    logger.info("cached the looks at %d photos in %s", len(looks), path)
+    return looks
+
+
+def _pack_looks(looks: Sequence[Sequence[Hand | None]]) -> dict[str, np.ndarray]:
+    """(photos, looks, ...) arrays, NaN landmarks where a look (or the photo) has no hand."""
+    width = max([len(lk) for lk in looks] + [1])
+    hands = [list(lk) + [None] * (width - len(lk)) for lk in looks]
+    return {"landmarks": np.array([[np.full((21, 3), np.nan, np.float32) if h is None else h.landmarks for h in row]
+                                   for row in hands], dtype=np.float32).reshape(len(hands), width, 21, 3),
+            "handedness": np.array([["" if h is None else h.handedness for h in row] for row in hands]),
+            "scores": np.array([[np.nan if h is None else h.score for h in row] for row in hands]),
+            "sizes": np.array([[(0, 0) if h is None else h.image_size for h in row] for row in hands])}
+
+
+def _unpack_looks(data) -> list[list[Hand | None]]:
+    # Each item of an npz is decompressed again on every access: take each array out once.
+    landmarks, handedness, scores, sizes = (data[name] for name in ("landmarks", "handedness", "scores", "sizes"))
+    looks = []
+    for i in range(len(landmarks)):
+        row = [None if np.isnan(landmarks[i, k, 0, 0]) else
+               Hand(landmarks=landmarks[i, k], handedness=str(handedness[i, k]), score=float(scores[i, k]),
+                    image_size=tuple(int(v) for v in sizes[i, k]))
+               for k in range(landmarks.shape[1])]
+        looks.append([] if row[0] is None else row)
+    return looks
 
 
 @dataclass
@@ -208,10 +237,12 @@ class EvaluationResult:
         return sum(c is not None and t != c for t, c in zip(self.labels, self.counts)) / len(self.labels)
 
 
-def score_hands(labels: Sequence[int], hands: Iterable[Hand | None],
-                model: FingerModel | None = None, margin: float = SCORE_MARGIN) -> EvaluationResult:
-    """Read every hand (None: none found); declined reads are kept apart from misses."""
-    readings = [None if hand is None else read_hand(hand, model, margin) for hand in hands]
+def score_hands(labels: Sequence[int], hands: Iterable[Hand | Sequence[Hand | None] | None],
+                model: FingerModel | None = None, margin: float | None = None) -> EvaluationResult:
+    """Read every photo's hand (a Hand), or its looks (a list, read by read_looks; [] or None: no
+    hand found); declined reads are kept apart from misses."""
+    readings = [None if not hand else read_hand(hand, model, margin) if isinstance(hand, Hand)
+                else read_looks(hand, model, margin) for hand in hands]
     return EvaluationResult(labels=list(labels),
                             counts=[None if r is None else r.count for r in readings],
                             declined=[r is not None and r.declined for r in readings])
@@ -219,12 +250,13 @@ def score_hands(labels: Sequence[int], hands: Iterable[Hand | None],
 
 def evaluate_folder(root: Path, rotate: float = 0.0, seed: int = 0, progress: bool = True,
                     interpolation: str = "linear", cache: Path | None = None) -> EvaluationResult:
-    """Count fingers on every photo of root/<N>/ (turned by up to `rotate` degrees, seeded);
-    `cache`: a folder keeping the hands found between runs."""
+    """Count fingers on every photo of root/<N>/ (turned by up to `rotate` degrees, seeded) as
+    photo reading does: the count most looks at the photo agree on (read_looks); `cache`: a folder
+    keeping the looks between runs."""
     photos = labelled_photos(root)
     angles = rotation_angles(len(photos), rotate, seed) if rotate > 0 else None
-    hands = cached_detect([path for path, _ in photos], angles, interpolation, progress, cache)
-    return score_hands([label for _, label in photos], hands)
+    looks = cached_detect([path for path, _ in photos], angles, interpolation, progress, cache)
+    return score_hands([label for _, label in photos], looks)
 
 
 def report_lines(result: EvaluationResult) -> list[str]:

@@ -1,7 +1,7 @@
 """Train the per-finger classifiers of sketch/gesture_model.json on labelled hand photos.
 
     python -m tools.train_gestures ../shared/data/hand-counts [../shared/data/hand-counting]
-        [--rotations 8] [--rotations-counting 2] [--folds 7] [--margin 0.5] [--cache DIR]
+        [--rotations 8] [--rotations-counting 2] [--folds 7] [--margin M] [--cache DIR]
 
 Each photo is detected upright and as `--rotations` changed copies, so the model sees
 MediaPipe's landmarks of hands as other cameras show them: turned by a random angle, resampled
@@ -20,7 +20,7 @@ the left-out people's photos upright, in the training's changed copies, and turn
 `--max-angle` with cubic interpolation and the border carried outwards ("turned cubic"), the
 way the held-out check of other people's photos is made; no copy of that kind is trained on.
 Reads are counted as the reader makes them: declined (implausible landmarks, a finger within
-`--margin` of the boundary) is neither right nor wrong, and the evaluation's table and lines
+its margin of the boundary, the reader's FINGER_MARGINS or `--margin` for every finger) is neither right nor wrong, and the evaluation's table and lines
 (`accuracy:`, `wrong:`, `declined: N of M`) are printed per folder and kind of copy.
 
 Several folders train one model, each by its own naming: hand-counts' (ASL digits, people by
@@ -42,12 +42,13 @@ import numpy as np
 
 from sketch.gestures import (
     FEATURE_NAMES,
+    FINGER_MARGINS,
     FINGERS,
     MODEL_PATH,
-    SCORE_MARGIN,
     FingerClassifier,
     FingerModel,
     finger_features,
+    finger_margins,
 )
 from sketch.plausibility import doubt_about
 from sketch_search.common.command import run_command, setup_logging
@@ -346,20 +347,20 @@ def fit_hands(points: np.ndarray, labels: np.ndarray, known: np.ndarray, ranked:
 NO_HAND, DECLINED = -1, -2
 
 
-def read_points(model: FingerModel, points: np.ndarray, margin: float = SCORE_MARGIN) -> np.ndarray:
+def read_points(model: FingerModel, points: np.ndarray, margin: float | None = None) -> np.ndarray:
     """The count read from each hand's landmarks as the reader does, DECLINED where it declines
-    (implausible landmarks, or a finger within `margin` of the boundary)."""
+    (implausible landmarks, or a finger within its margin of the boundary: finger_margins(margin))."""
     if not len(points):
         return np.zeros(0, dtype=int)
     scores = model.scores(points)
     counts = (scores > 0).sum(axis=-1)
     doubtful = np.array([doubt_about(hand) is not None for hand in points])
-    counts[doubtful | (np.abs(scores) < margin).any(axis=-1)] = DECLINED
+    counts[doubtful | (np.abs(scores) < finger_margins(margin)).any(axis=-1)] = DECLINED
     return counts
 
 
 def held_out_reads(detections: Detections, data: TrainingData, folds: int, l2: float, seed: int,
-                   jitter: float = 0.0, jitter_copies: int = 0, margin: float = SCORE_MARGIN) -> np.ndarray:
+                   jitter: float = 0.0, jitter_copies: int = 0, margin: float | None = None) -> np.ndarray:
     """Grouped k-fold: (copies, photos) counts read for groups left out of training (NO_HAND,
     DECLINED)."""
     copies, n = detections.points.shape[:2]
@@ -403,7 +404,7 @@ def summarise(predicted: np.ndarray, counts: np.ndarray, kinds: Sequence[str]) -
 
 def cross_validate(detections: Detections, labels: np.ndarray, known: np.ndarray, counts: np.ndarray,
                    groups: np.ndarray, folds: int, l2: float, seed: int, jitter: float = 0.0,
-                   jitter_copies: int = 0, margin: float = SCORE_MARGIN) -> dict:
+                   jitter_copies: int = 0, margin: float | None = None) -> dict:
     """Grouped k-fold on one set of photos: summarise() of the reads of people left out."""
     data = TrainingData(labels=labels, known=known, ranked=np.zeros(len(counts), dtype=bool), counts=counts,
                         groups=groups)
@@ -428,8 +429,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-angle", type=float, default=45.0, help="largest turn in degrees (default 45)")
     parser.add_argument("--folds", type=int, default=7, help="cross-validation folds (default 7)")
     parser.add_argument("--l2", type=float, default=0.1, help="L2 penalty on standardised weights (default 0.1)")
-    parser.add_argument("--margin", type=float, default=SCORE_MARGIN, help="declined when a finger's score is "
-                        f"nearer than this to the boundary (default {SCORE_MARGIN:g}, as the reader)")
+    parser.add_argument("--margin", type=float, default=None, help="declined when a finger's score is nearer "
+                        "than this to the boundary, the same for every finger (default: the reader's margins, "
+                        f"{', '.join(f'{m:g}' for m in FINGER_MARGINS)} thumb to pinky)")
     parser.add_argument("--seed", type=int, default=1, help="seed of turns and folds (default 1; the "
                         "evaluation's turns use seed 0)")
     parser.add_argument("--cache", type=Path, help="folder keeping the detections between runs (one npz per "
@@ -504,7 +506,7 @@ def model_info(args: argparse.Namespace, parts: Sequence[tuple[TrainingData, Det
         "trained_on": "; ".join(folders) + f"; changed copies turned up to {args.max_angle:g} degrees, "
                       "rescaled 0.5-2x by a random interpolation, some blurred, gain 0.6-1.4, offset +-30; "
                       f"each hand with {args.jitter_copies} copies jittered by {args.jitter:g} of the palm",
-        "l2": args.l2, "jitter": args.jitter, "jitter_copies": args.jitter_copies, "margin": args.margin,
+        "l2": args.l2, "jitter": args.jitter, "jitter_copies": args.jitter_copies, "margin": list(finger_margins(args.margin)),
         "cross_validation": {"folds": args.folds, "grouped_by": how, **cv},
     }
 
