@@ -26,7 +26,7 @@ from device.media_store import MediaEntry
 from device.phone_errors import PhoneError
 from device.phone_shell import run_exec
 from device.shrink import MIN_SHORT_SIDE, ShrinkError, lean_jpeg
-from sketch_search.common.files import write_atomically
+from sketch_search.common.files import remove_quietly, write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ def keep_lean(thumbnail: bytes | str, entry: MediaEntry | None, zone: str, targe
         received = pull(part)
         image = lean_jpeg(part, taken, zone)
     finally:
-        _remove_quietly(part)
+        remove_quietly(part)
     _write(target, image, mtime)
     return received, reason
 
@@ -137,10 +137,3 @@ def _write(target: Path, data: bytes, mtime: int) -> None:
             os.fsync(out.fileno())
         os.utime(tmp, (mtime, mtime))
     write_atomically(target, write)
-
-
-def _remove_quietly(path: Path) -> None:
-    try:
-        path.unlink()
-    except OSError:
-        pass

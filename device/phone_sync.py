@@ -45,7 +45,7 @@ from device.sync_protocol import (
 )
 from device.sync_state import SyncedPhoto, SyncState
 from sketch_search.common.errors import GalleryError
-from sketch_search.common.files import PHOTO_EXTENSIONS
+from sketch_search.common.files import PHOTO_EXTENSIONS, remove_quietly
 from sketch_search.common.names import display_name
 
 log = logging.getLogger(__name__)
@@ -521,7 +521,7 @@ class _Copier:
         self.report.kept_bytes += _size(item.target)
         self.state.record(self.report.serial, _synced(item, self.gallery))
         if item.replaces is not None and item.replaces != _relative(item.target, self.gallery):
-            _remove_quietly(self.gallery / item.replaces)
+            remove_quietly(self.gallery / item.replaces)
 
     def _lean(self, item: _Item) -> int:
         photo, target = item.photo, item.target
@@ -628,10 +628,10 @@ def _copy_one(connection: SyncConnection, photo: RemotePhoto, target: Path,
         os.replace(part, target)
         return received
     except OSError as error:
-        _remove_quietly(part)
+        remove_quietly(part)
         raise _disk_error(error, target) from None
     except BaseException:
-        _remove_quietly(part)
+        remove_quietly(part)
         raise
 
 
@@ -703,13 +703,6 @@ def _fsync_folders_after() -> Iterator[set[Path]]:
                         os.close(fd)
                 except OSError:
                     pass
-
-
-def _remove_quietly(path: Path) -> None:
-    try:
-        path.unlink()
-    except OSError:
-        pass
 
 
 def _human_bytes(count: int) -> str:

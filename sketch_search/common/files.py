@@ -35,5 +35,13 @@ def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
             tmp.unlink()
 
 
+def remove_quietly(path: Path) -> None:
+    """Remove a file if it can be; a leftover temporary file is never worth an error."""
+    try:
+        path.unlink()
+    except OSError:
+        pass
+
+
 def write_text_atomically(path: Path, text: str) -> None:
     write_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
