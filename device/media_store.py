@@ -20,7 +20,8 @@ from device.phone_shell import run_exec, run_shell
 log = logging.getLogger(__name__)
 
 MEDIA_URI = "content://media/external/images/media"
-STORAGE = "/storage/emulated/0"    # where /sdcard really lies; _data uses it
+# /sdcard is a link; the media store records files under the storage's real path (_data).
+STORAGE = "/storage/emulated/0"
 SDCARD = "/sdcard"
 MAX_LISTING_BYTES = 64 * 1024 * 1024   # ~300 bytes a row: far above a phone of 100,000 photos
 _ROW = re.compile(r"Row: \d+ _id=(\d{1,18}), datetaken=(NULL|-?\d{1,18}), _data=(/[^\n]*)")

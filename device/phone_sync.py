@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from device.adb_server import DEFAULT_ADB_PORT, choose_phone, connect_server
 from device.lean_sync import READ_AHEAD, ThumbnailReader, keep_lean, lean_names
-from device.media_store import MediaEntry, media_entries, phone_timezone
+from device.media_store import SDCARD, MediaEntry, media_entries, phone_timezone
 from device.phone_errors import PhoneConnectionLost, PhoneError, PhoneProtocolError
 from device.phone_shell import own_serial
 from device.shrink import ShrinkError
@@ -51,7 +51,6 @@ from sketch_search.common.names import display_name
 log = logging.getLogger(__name__)
 
 DEFAULT_FOLDERS = ("DCIM/Camera",)
-SDCARD = "/sdcard"
 PART_PREFIX = ".sync-"             # temporary copies: .sync-<hash of the name>.part, hidden
 PART_SUFFIX = ".part"
 MAX_NAME_BYTES = 255               # a file name on ext4, APFS, NTFS (in UTF-8 bytes here)

@@ -28,6 +28,7 @@ from ppadb.client import Client
 from ppadb.device import Device
 
 from device.adb_server import DEFAULT_ADB_PORT, connect_server
+from device.media_store import MEDIA_URI, SDCARD, STORAGE
 from device.phone_errors import PhoneError
 from device.phone_owner import find_owner, gallery_relative
 from device.phone_shell import run_shell
@@ -37,10 +38,7 @@ from sketch_search.common.names import display_name
 
 log = logging.getLogger(__name__)
 
-MEDIA_URI = "content://media/external/images/media"
 SCAN_ACTION = "android.intent.action.MEDIA_SCANNER_SCAN_FILE"
-# /sdcard is a link; the media store records files under the storage's real path.
-SDCARD, STORAGE = "/sdcard", "/storage/emulated/0"
 SCAN_WAIT_S = 1.5                  # the scanner works after the broadcast returns: poll this long
 SCAN_POLL_S = 0.25
 _MIME = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".heic": "image/heic",
