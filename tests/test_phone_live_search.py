@@ -65,12 +65,14 @@ def test_a_photo_taken_while_main_py_runs_is_searched(adb, phone, tmp_path):
     def rest_until(condition, timeout: float = 90.0) -> None:
         deadline = time.monotonic() + timeout
         while not condition():
-            assert time.monotonic() < deadline, "timed out"
+            assert time.monotonic() < deadline, f"timed out; events: {[e['event'] for e in events(log)]}"
             step(empty)
             time.sleep(DT)
 
     def results() -> list[dict]:
-        return [e for e in events(log) if e["event"] == "results"]
+        """Each save's own answer; a refresh (the last save ranked again as photos arrive) may come
+        before or after the next save's answer, so counting it would race."""
+        return [e for e in events(log) if e["event"] == "results" and not e.get("refresh")]
 
     def indexed(count: int) -> bool:        # pacing only: the results events are the check
         index = app.worker.index
@@ -79,7 +81,7 @@ def test_a_photo_taken_while_main_py_runs_is_searched(adb, phone, tmp_path):
         assert app.worker.loaded.wait(120) and not app.worker.load_error
         rest_until(lambda: indexed(3))
         step(frames)
-        rest_until(lambda: len(results()) == 1)
+        rest_until(lambda: len(results()) >= 1)
         assert results()[0]["total"] == 3
 
         taken = phone.root / CAMERA / "rocket.jpg"          # taken now, on the phone
@@ -87,7 +89,7 @@ def test_a_photo_taken_while_main_py_runs_is_searched(adb, phone, tmp_path):
         os.utime(taken, (time.time(), time.time()))
         rest_until(lambda: indexed(4))
         step(frames)
-        rest_until(lambda: len(results()) == 2)
+        rest_until(lambda: len(results()) >= 2)
     finally:
         app.phone_sync.stop()
         app.worker.stop()
@@ -95,6 +97,8 @@ def test_a_photo_taken_while_main_py_runs_is_searched(adb, phone, tmp_path):
         app.tracker.close()
         if app.events is not None:
             app.events.close()
-    assert results()[1]["total"] == 4
+    first, second = results()[:2]
+    assert first["sketch"] != second["sketch"]
+    assert second["total"] == 4 and second["searched"] == 4
     assert (tmp_path / "gallery" / phone.serialno / CAMERA / "rocket.jpg").is_file()
     assert "phone" in app.phone_sync.status
