@@ -416,6 +416,9 @@ def test_detections_are_cached_per_photo_file_and_found_again_only_while_the_fil
     assert len(list(cache.glob("*.npz"))) == 1
     again = cached_detect(paths, None, "linear", False, cache)
     assert [len(looks) for looks in again] == [len(looks) for looks in first] == [3, 3]
+    from tools.evaluate_gestures import motion_blurs
+    cached_detect(paths, None, "linear", False, cache, change=motion_blurs(2, 15, 0), change_key="blur 15")
+    assert len(list(cache.glob("*.npz"))) == 2                  # smeared photos: looks of their own
     pairs = [(a, b) for a_looks, b_looks in zip(again, first) for a, b in zip(a_looks, b_looks)]
     assert all((a is None) == (b is None) for a, b in pairs)
     assert all(np.allclose(a.landmarks, b.landmarks) and a.image_size == b.image_size and a.handedness == b.handedness
@@ -429,4 +432,31 @@ def test_detections_are_cached_per_photo_file_and_found_again_only_while_the_fil
     os.utime(paths[0], ns=(stamp + 10**9, stamp + 10**9))   # the photo changed on disk
     assert cache_file(folder, paths, kinds, 45.0, 1) != name
     cached_detect(paths, None, "linear", False, cache)
-    assert len(list(cache.glob("eval-*.npz"))) == 2            # detected again, under a new key
+    assert len(list(cache.glob("eval-*.npz"))) == 3            # detected again, under a new key
+
+
+def test_motion_blur_smears_a_point_into_a_line_of_the_length_and_direction_asked():
+    from tools.evaluate_gestures import motion_blur, motion_blurs
+
+    dot = np.zeros((41, 61), np.uint8)
+    dot[20, 30] = 255
+    for degrees, spans in ((0, (9, 1)), (90, (1, 9)), (45, (7, 7))):
+        out = motion_blur(dot, 9, degrees)
+        ys, xs = np.nonzero(out)
+        assert (np.ptp(xs) + 1, np.ptp(ys) + 1) == spans
+        assert abs(int(out.sum()) - 255) <= 9                 # the light is spread, not added
+    rising = motion_blur(dot, 9, 45)
+    assert rising[17, 33] > 0 and rising[17, 27] == 0          # counter-clockwise: up and to the right
+    assert np.array_equal(motion_blur(dot, 1, 30), dot)
+    # --motion-blur's length is in pixels of a 640 px wide frame: half of it on a 320 px photo
+    wide, narrow = np.zeros((41, 640), np.uint8), np.zeros((41, 320), np.uint8)
+    wide[20, 320] = narrow[20, 160] = 255
+    change = motion_blurs(1, 16, seed=0)
+    assert np.count_nonzero(change(0, wide)) >= 15 and np.count_nonzero(change(0, narrow)) <= 9
+
+
+def test_eval_command_refuses_a_motion_blur_out_of_range_in_one_line(tmp_path):
+    (tmp_path / "2").mkdir()
+    result = _run_eval("--eval", str(tmp_path), "--motion-blur", "-3")
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1 and "--motion-blur" in result.stderr

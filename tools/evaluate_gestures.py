@@ -1,6 +1,7 @@
 """Measure the finger counter on labelled hand photos (DIR/<N>/*, N = extended fingers, 0-5).
 
     python -m tools.evaluate_gestures --eval DIR [--rotate 45] [--seed 0] [--interpolation cubic]
+                                      [--motion-blur 15]
 
 Each photo is read as photo reading does: the hand detect_in_photo finds, looked at again in the
 other views of sketch/photo_detection.py CHECK_VIEWS, and counted only where most of the looks
@@ -98,6 +99,36 @@ def rotation_angles(count: int, max_degrees: float, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).uniform(-max_degrees, max_degrees, count)
 
 
+# The frame width --motion-blur's length is given in: a laptop webcam's 640 x 480.
+BLUR_FRAME_WIDTH = 640
+
+
+def motion_blur(image: np.ndarray, length: float, degrees: float) -> np.ndarray:
+    """The photo smeared along a line `length` pixels long at `degrees` (counter-clockwise from
+    the x axis), as a hand moving while the camera exposes; the edges repeat outward."""
+    import cv2
+
+    if length < 2:
+        return image
+    size = int(np.ceil(length)) | 1                  # odd: the line is centred on a pixel
+    kernel = np.zeros((size, size), np.float32)
+    centre = (size - 1) / 2
+    dx, dy = np.cos(np.radians(degrees)), -np.sin(np.radians(degrees))
+    for t in np.linspace(-(length - 1) / 2, (length - 1) / 2, 4 * size):
+        kernel[int(round(centre + t * dy)), int(round(centre + t * dx))] = 1.0
+    return cv2.filter2D(image, -1, kernel / kernel.sum(), borderType=cv2.BORDER_REPLICATE)
+
+
+def motion_blurs(count: int, length: float, seed: int):
+    """A `change` for detection: photo i smeared by `length` pixels of a BLUR_FRAME_WIDTH-wide
+    frame (scaled to the photo's width) in a direction drawn per photo, the same for the same seed."""
+    directions = np.random.default_rng(seed + 2000).uniform(0, 180, count)
+
+    def change(i: int, image: np.ndarray) -> np.ndarray:
+        return motion_blur(image, length * image.shape[1] / BLUR_FRAME_WIDTH, float(directions[i]))
+    return change
+
+
 def _images(paths: Sequence[Path], angles: Sequence[float] | None, interpolation: str, change,
             progress: bool) -> Iterator[np.ndarray]:
     """Each photo as RGB, changed by `change(i, image)` when given, then turned by its angle."""
@@ -127,13 +158,13 @@ def detect_photos(paths: Sequence[Path], angles: Sequence[float] | None = None,
 
 
 def detect_looks(paths: Sequence[Path], angles: Sequence[float] | None = None, progress: bool = True,
-                 interpolation: str = "linear") -> list[list[Hand | None]]:
+                 interpolation: str = "linear", change=None) -> list[list[Hand | None]]:
     """Every look at each photo (sketch/photo_detection.py looks_in_photo; [] where no hand was
-    found), each photo first turned by its angle when angles are given."""
+    found), each photo first changed by `change` (as detect_photos) and turned by its angle."""
     from sketch.photo_detection import looks_in_photo, photo_tracker
 
     with photo_tracker() as tracker:
-        return [looks_in_photo(image, tracker) for image in _images(paths, angles, interpolation, None, progress)]
+        return [looks_in_photo(image, tracker) for image in _images(paths, angles, interpolation, change, progress)]
 
 
 def file_key(paths: Sequence[Path]) -> np.ndarray:
@@ -152,18 +183,20 @@ DETECTION_VERSION = "4: PHOTO_VIEWS + second look + CHECK_VIEWS' looks"
 
 
 def cached_detect(paths: Sequence[Path], angles: np.ndarray | None, interpolation: str, progress: bool,
-                  cache: Path | None) -> list[list[Hand | None]]:
-    """detect_looks, kept in an npz under `cache` for the same photos (path, mtime, size), turns
-    and DETECTION_VERSION, so evaluating another model does not run MediaPipe again."""
+                  cache: Path | None, change=None, change_key: str = "") -> list[list[Hand | None]]:
+    """detect_looks, kept in an npz under `cache` for the same photos (path, mtime, size), turns,
+    change (`change_key` names it) and DETECTION_VERSION, so evaluating another model does not
+    run MediaPipe again."""
     if cache is None:
-        return detect_looks(paths, angles, progress=progress, interpolation=interpolation)
+        return detect_looks(paths, angles, progress=progress, interpolation=interpolation, change=change)
     key = "\n".join([*file_key(paths), DETECTION_VERSION, interpolation,
-                      "" if angles is None else ",".join(f"{a:.6f}" for a in angles)])
+                      "" if angles is None else ",".join(f"{a:.6f}" for a in angles)]
+                     + ([change_key] if change_key else []))
     path = cache / f"eval-{Path(paths[0]).parents[1].name}-{hashlib.sha1(key.encode()).hexdigest()[:12]}.npz"
     if path.is_file():
         logger.info("using hands cached in %s", path)
         return _unpack_looks(np.load(path))
-    looks = detect_looks(paths, angles, progress=progress, interpolation=interpolation)
+    looks = detect_looks(paths, angles, progress=progress, interpolation=interpolation, change=change)
     write_atomic_npz(path, **_pack_looks(looks))
     logger.info("cached the looks at %d photos in %s", len(looks), path)
     return looks
@@ -249,13 +282,16 @@ def score_hands(labels: Sequence[int], hands: Iterable[Hand | Sequence[Hand | No
 
 
 def evaluate_folder(root: Path, rotate: float = 0.0, seed: int = 0, progress: bool = True,
-                    interpolation: str = "linear", cache: Path | None = None) -> EvaluationResult:
-    """Count fingers on every photo of root/<N>/ (turned by up to `rotate` degrees, seeded) as
-    photo reading does: the count most looks at the photo agree on (read_looks); `cache`: a folder
-    keeping the looks between runs."""
+                    interpolation: str = "linear", cache: Path | None = None,
+                    blur: float = 0.0) -> EvaluationResult:
+    """Count fingers on every photo of root/<N>/ (smeared by `blur` pixels of motion, then turned
+    by up to `rotate` degrees, both seeded) as photo reading does: the count most looks at the
+    photo agree on (read_looks); `cache`: a folder keeping the looks between runs."""
     photos = labelled_photos(root)
     angles = rotation_angles(len(photos), rotate, seed) if rotate > 0 else None
-    looks = cached_detect([path for path, _ in photos], angles, interpolation, progress, cache)
+    change = motion_blurs(len(photos), blur, seed) if blur > 0 else None
+    looks = cached_detect([path for path, _ in photos], angles, interpolation, progress, cache,
+                          change=change, change_key=f"motion blur {blur:g} seed {seed}" if change else "")
     return score_hands([label for _, label in photos], looks)
 
 
@@ -283,6 +319,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the random angles (default 0)")
     parser.add_argument("--interpolation", choices=INTERPOLATIONS, default="linear",
                         help="how turned photos are resampled (default linear; the held-out check uses cubic)")
+    parser.add_argument("--motion-blur", type=float, default=0.0, metavar="PIXELS",
+                        help="smear each photo first, in a random direction, by PIXELS of a 640 px wide "
+                             "frame (a hand moving while a webcam exposes; default 0: none)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--cache", type=Path, help="folder keeping the hands found (an npz per folder and "
                         "turn, used again only for the same photos and file times)")
@@ -290,8 +329,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging()
     if args.rotate < 0:
         raise LabelledPhotosError(f"--rotate must be 0 or more degrees, got {args.rotate}")
+    if not 0 <= args.motion_blur <= BLUR_FRAME_WIDTH:
+        raise LabelledPhotosError(f"--motion-blur must be 0 to {BLUR_FRAME_WIDTH} pixels, got {args.motion_blur:g}")
     result = evaluate_folder(args.folder, rotate=args.rotate, seed=args.seed, progress=not args.no_progress,
-                             interpolation=args.interpolation, cache=args.cache)
+                             interpolation=args.interpolation, cache=args.cache, blur=args.motion_blur)
     print("\n".join(report_lines(result)))
     return 0
 
