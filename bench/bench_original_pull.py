@@ -28,7 +28,7 @@ from device.phone_sync import sync_phone
 from device.sync_state import SyncState
 from sketch_search.app.photo_view import OpenedPhoto, OriginalNote, PhotoViewer
 from sketch_search.common.command import run_command
-from tools.fixtures.fake_phone import AdbServer, FakePhone
+from tools.fixtures.fake_phone import stand_in_phone
 
 PHOTO = "DCIM/Camera/20240301_101500.jpg"
 VIEW = (640, 480)
@@ -83,10 +83,7 @@ def main() -> None:
         work_dir = Path(work)
         (work_dir / "sdcard" / PHOTO).parent.mkdir(parents=True)
         camera_photo(work_dir / "sdcard" / PHOTO)
-        adb = AdbServer(work_dir / "home").start()
-        phone = FakePhone(work_dir / "sdcard").start()
-        try:
-            adb.connect(phone)
+        with stand_in_phone(work_dir / "sdcard", work_dir / "home") as (adb, phone):
             gallery = work_dir / "gallery"
             sync_phone(gallery, adb_port=adb.port, show_progress=False)
             kept = make_lean(gallery, phone.serialno)
@@ -109,10 +106,6 @@ def main() -> None:
             print(line("cached original shown", cached_s))
             for label, rate in RATES.items():
                 print(f"transfer at {label}: {size / rate * 1000:.0f} ms")
-        finally:
-            adb.disconnect(phone)
-            phone.stop()
-            adb.stop()
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from pathlib import Path
 from device.phone_sync import sync_phone
 from device.show_on_phone import show_on_phone
 from sketch_search.common.command import run_command
-from tools.fixtures.fake_phone import AdbServer, FakePhone
+from tools.fixtures.fake_phone import stand_in_phone
 
 PHOTO = "DCIM/Camera/IMG_20240101_000001.jpg"
 
@@ -31,10 +31,7 @@ def main() -> None:
         work_dir = Path(work)
         (work_dir / "sdcard" / PHOTO).parent.mkdir(parents=True)
         (work_dir / "sdcard" / PHOTO).write_bytes(b"photo")
-        adb = AdbServer(work_dir / "home").start()
-        phone = FakePhone(work_dir / "sdcard").start()
-        try:
-            adb.connect(phone)
+        with stand_in_phone(work_dir / "sdcard", work_dir / "home") as (adb, phone):
             gallery = work_dir / "gallery"
             sync_phone(gallery, adb_port=adb.port, show_progress=False)
             photo = gallery / phone.serialno / PHOTO
@@ -62,10 +59,6 @@ def main() -> None:
                 print(f"{label:20s} median {statistics.median(times_ms):7.1f} ms  "
                       f"min {times_ms[0]:7.1f}  max {times_ms[-1]:7.1f}  ({args.repeats} runs)")
                 phone.media_scanner = True
-        finally:
-            adb.disconnect(phone)
-            phone.stop()
-            adb.stop()
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from device.phone_shell import run_exec
 from device.phone_sync import sync_phone
 from device.sync_protocol import SyncConnection
 from sketch_search.common.command import run_command
-from tools.fixtures.fake_phone import AdbServer, FakePhone
+from tools.fixtures.fake_phone import AdbServer, FakePhone, stand_in_phone
 from tools.fixtures.photos import camera_jpeg
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -136,17 +136,10 @@ def real_sized(args: argparse.Namespace) -> None:
         print(f"made {args.photos} photos {args.width} x {args.height}, "
               f"{original_bytes / 1e6:.0f} MB ({original_bytes / args.photos / 1e6:.2f} MB "
               f"each) in {time.perf_counter() - start:.0f} s")
-        adb = AdbServer(work_dir / "home").start()
-        phone = FakePhone(work_dir / "sdcard").start()
-        try:
-            adb.connect(phone)
+        with stand_in_phone(work_dir / "sdcard", work_dir / "home") as (adb, phone):
             modes = {"lean": run_mode(adb, phone, work_dir / "lean", False, args.repeats),
                      "originals": run_mode(adb, phone, work_dir / "orig", True, args.repeats)}
             reads = thumbnail_read_seconds(adb, phone, min(20, args.photos))
-        finally:
-            adb.disconnect(phone)
-            phone.stop()
-            adb.stop()
     report(args, original_bytes, modes, reads, embed_seconds_per_photo())
 
 
@@ -183,10 +176,7 @@ def small(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(dir=args.work) as work:
         work_dir = Path(work)
         build_small_phone(work_dir / "sdcard", args.photos, args.size)
-        adb = AdbServer(work_dir / "home").start()
-        phone = FakePhone(work_dir / "sdcard").start()
-        try:
-            adb.connect(phone)
+        with stand_in_phone(work_dir / "sdcard", work_dir / "home") as (adb, phone):
             gallery = work_dir / "gallery"
 
             def sync():
@@ -199,10 +189,6 @@ def small(args: argparse.Namespace) -> None:
                 with SyncConnection.open(device) as connection:
                     assert len(list(connection.list_dir("/sdcard/DCIM/Camera"))) == args.photos
             listing = timed(list_only, args.repeats)
-        finally:
-            adb.disconnect(phone)
-            phone.stop()
-            adb.stop()
     print(f"stand-in phone: {args.photos} photos x {args.size} B, {os.cpu_count()} CPUs")
     print(f"first sync (--originals, copies all): {first_s:7.3f} s")
     print(f"second sync (nothing changed):  {statistics.median(unchanged):7.3f} s median")

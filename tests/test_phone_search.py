@@ -10,7 +10,7 @@ from skimage import data as photos
 
 from device.phone_sync import sync_phone
 from sketch_search.app import find as main2
-from tools.fixtures.fake_phone import AdbServer, FakePhone
+from tools.fixtures.fake_phone import stand_in_phone
 from tools.fixtures.tiny_checkpoints import write_tiny_checkpoints
 
 
@@ -24,7 +24,6 @@ def jpeg(name: str) -> bytes:
 
 @pytest.fixture()
 def phone(tmp_path):
-    adb = AdbServer(tmp_path / "adb-home").start()
     root = tmp_path / "sdcard"
     files = {"DCIM/Camera/IMG 0001 cat.jpg": jpeg("chelsea"),
              "DCIM/Camera/IMG_0002.jpg": jpeg("astronaut"),
@@ -33,12 +32,8 @@ def phone(tmp_path):
     for relative, content in files.items():
         (root / relative).parent.mkdir(parents=True, exist_ok=True)
         (root / relative).write_bytes(content)
-    device = FakePhone(root).start()
-    adb.connect(device)
-    yield adb, device
-    adb.disconnect(device)
-    device.stop()
-    adb.stop()
+    with stand_in_phone(root, tmp_path / "adb-home") as (adb, device):
+        yield adb, device
 
 
 def test_main2_searches_the_synced_phone_gallery(phone, tmp_path):
