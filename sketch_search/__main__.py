@@ -18,7 +18,7 @@ import argparse
 import sys
 
 from sketch_search import __version__
-from sketch_search.common.commands_named import COMMAND, Form, Program, running_as
+from sketch_search.common.commands_named import COMMAND, Form, Program, checkout_command, running_as
 
 
 def _draw(argv: list[str]) -> None:
@@ -43,11 +43,11 @@ def _fetch(argv: list[str]) -> None:
 
 # name -> (what runs it, what it does). Each `cli(argv)` runs its program and exits with its status.
 SUBCOMMANDS = {
-    Program.DRAW.value: (_draw, "draw a sketch in the air in front of a webcam and search the "
-                                "gallery (python main.py)"),
-    Program.FIND.value: (_find, "search a gallery for a saved sketch, headless (python main2.py)"),
-    Program.PHONE.value: (_phone, "the phone over ADB: list, sync, show, ... (python -m device)"),
-    Program.FETCH.value: (_fetch, "download the models (python -m checkpoints.fetch)"),
+    program.value: (run, f"{what} ({checkout_command(program)})") for program, run, what in (
+        (Program.DRAW, _draw, "draw a sketch in the air in front of a webcam and search the gallery"),
+        (Program.FIND, _find, "search a gallery for a saved sketch, headless"),
+        (Program.PHONE, _phone, "the phone over ADB: list, sync, show, ..."),
+        (Program.FETCH, _fetch, "download the models"))
 }
 
 

@@ -34,7 +34,7 @@ _CHECKOUT_COMMANDS = {Program.DRAW: "python main.py", Program.FIND: "python main
                       Program.PHONE: "python -m device", Program.FETCH: "python -m checkpoints.fetch"}
 # argparse's prog from a checkout: None lets argparse name the script (main.py, main2.py,
 # fetch.py) as it always did; `python -m device` has always named itself.
-_CHECKOUT_USAGE = {Program.PHONE: "python -m device"}
+_CHECKOUT_USAGE = {Program.PHONE: _CHECKOUT_COMMANDS[Program.PHONE]}
 _form = Form.CHECKOUT
 
 
@@ -51,6 +51,11 @@ def running_as(form: Form) -> Iterator[None]:
         yield
     finally:
         _form = previous
+
+
+def checkout_command(program: Program) -> str:
+    """The command line that runs `program` from a checkout, whatever form this process runs as."""
+    return _CHECKOUT_COMMANDS[program]
 
 
 def named(program: Program, *words: str) -> str:
