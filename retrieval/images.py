@@ -99,7 +99,6 @@ def _budget_from_environment() -> int:
 DECODE_BUDGET = DecodeBudget(_budget_from_environment())
 
 
-@functools.cache
 def _not_an_image(path: Path, reason: str, permanent: bool) -> NotAnImageError:
     reason = display_name(reason)  # exception texts may quote the name, newlines included
     return NotAnImageError(f"{display_name(path)}: {reason}", reason=reason, permanent=permanent)

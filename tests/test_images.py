@@ -103,6 +103,18 @@ def test_text_and_missing_files_are_not_images(tmp_path):
         load_image(tmp_path)
 
 
+def test_each_failed_load_raises_its_own_error():
+    """A photo that fails again (an index retries it each run) raises a fresh error: one error
+    object raised again would collect every earlier raise's traceback and context."""
+    errors = []
+    for _ in range(2):
+        with pytest.raises(NotAnImageError) as caught:
+            load_image("/nonexistent/absent.jpg")
+        errors.append(caught.value)
+    assert errors[0] is not errors[1]
+    assert str(errors[0]) == str(errors[1])
+
+
 def test_image_extensions_any_case():
     assert {".jpg", ".jpeg", ".png", ".heic", ".heif", ".webp", ".bmp", ".tif", ".tiff"} == PHOTO_EXTENSIONS
     assert is_photo_name("IMG_0001.JPG") and is_photo_name("a.HeIc") and is_photo_name("x.tiff")
