@@ -6,6 +6,7 @@ A command's action is the word its `command` event carries.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -65,7 +66,12 @@ def named(name: str | ControlId | None, tiles: int) -> ControlId | None:
     such control. Looked up among the names the controls make, never parsed."""
     if name is None or isinstance(name, ControlId):
         return name
-    known = {control.name: control for control in
-             [ControlId(kind) for kind in ControlKind if kind is not ControlKind.RESULT]
-             + [tile(rank) for rank in range(1, tiles + 1)]}
-    return known.get(name)
+    return _controls_by_name(tiles).get(name)
+
+
+@functools.lru_cache(maxsize=8)
+def _controls_by_name(tiles: int) -> dict[str, ControlId]:
+    """Wire name -> control for the buttons and tiles 1..`tiles` (the window asks every frame)."""
+    return {control.name: control for control in
+            [ControlId(kind) for kind in ControlKind if kind is not ControlKind.RESULT]
+            + [tile(rank) for rank in range(1, tiles + 1)]}
