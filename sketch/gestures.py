@@ -289,7 +289,11 @@ def read_fingers(landmarks: np.ndarray, handedness_score: float | None = None,
     points = as_points(landmarks)
     if points.ndim != 2:
         raise ValueError(f"expected one hand's (21, 3) landmarks, got {points.shape}")
-    doubt = doubt_about(points, handedness_score)
+    return _read(points, doubt_about(points, handedness_score), model, margin)
+
+
+def _read(points: np.ndarray, doubt: str | None, model: FingerModel | None, margin: float | None) -> Reading:
+    """read_fingers on one hand's (21, 3) points whose plausibility was judged (`doubt`)."""
     if doubt is not None:
         return Reading(None, doubt)
     scores = (model or load_finger_model()).scores(points)
@@ -300,8 +304,9 @@ def read_fingers(landmarks: np.ndarray, handedness_score: float | None = None,
 
 
 def read_hand(hand: Hand, model: FingerModel | None = None, margin: float | None = None) -> Reading:
-    """read_fingers for a tracked hand (its pixel landmarks and handedness score)."""
-    return read_fingers(hand.points_3d(), hand.score, model, margin)
+    """read_fingers for a tracked hand (its pixel landmarks and handedness score); the hand's
+    plausibility is judged once however often it is read (Hand.doubt)."""
+    return _read(as_points(hand.points_3d()), hand.doubt, model, margin)
 
 
 def read_looks(hands: Sequence[Hand | None], model: FingerModel | None = None,

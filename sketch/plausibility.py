@@ -115,5 +115,6 @@ def doubt_about(points: np.ndarray, handedness_score: float | None = None) -> st
 
 
 def doubt_about_hand(hand: Hand) -> str | None:
-    """doubt_about for a tracked hand: its landmarks in pixels and its handedness score."""
-    return doubt_about(hand.points_3d(), hand.score)
+    """doubt_about for a tracked hand: its landmarks in pixels and its handedness score (judged
+    once per hand, Hand.doubt)."""
+    return hand.doubt

@@ -6,6 +6,7 @@ frames at about the cost of one while only one is in view.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sketch.plausibility import doubt_about_hand
+from sketch.plausibility import doubt_about, doubt_about_hand
 from sketch.views import box_around, look_closer
 from sketch_search.common.native_env import quiet_native_logs
 
@@ -90,6 +91,12 @@ class Hand:
         """One landmark (e.g. 8, the index fingertip) as integer pixel coordinates."""
         x, y = self.landmarks_px(width, height)[index]
         return int(round(float(x))), int(round(float(y)))
+
+    @functools.cached_property
+    def doubt(self) -> str | None:
+        """Why these landmarks cannot be trusted as a hand (sketch/plausibility.py), or None.
+        Kept: the second look and the finger reading both ask, every frame."""
+        return doubt_about(self.points_3d(), self.score)
 
     def points_3d(self) -> np.ndarray:
         """(21, 3) landmarks in pixels on all three axes, for angle and distance geometry.

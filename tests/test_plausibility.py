@@ -263,3 +263,27 @@ def test_the_count_most_looks_agree_on_is_read_and_a_split_vote_declined():
         assert reading.declined and "no count read by most looks" in reading.doubt, split
     with pytest.raises(ValueError):
         read_looks([None, v_sign, v_sign])
+
+
+def test_a_frame_judges_each_hand_once_for_the_second_look_and_the_reading(monkeypatch):
+    """The second look and the finger reading both ask whether a hand is plausible every frame;
+    the landmarks are judged once per hand (Hand.doubt), not once per asker."""
+    import sketch.gestures
+    import sketch.plausibility
+    import sketch.tracker
+    from sketch.gestures import read_hand
+    from sketch.tracker import SecondLook
+
+    judged = []
+
+    def counting(points, score=None):
+        judged.append(score)
+        return doubt_about(points, score)
+
+    for module in (sketch.plausibility, sketch.gestures, sketch.tracker):   # wherever it is called from
+        monkeypatch.setattr(module, "doubt_about", counting, raising=False)
+    hand = as_hand(synthetic_hand((0, 1, 1, 0, 0)))
+    frame = np.zeros((VIEW[1], VIEW[0], 3), np.uint8)
+    kept = SecondLook()(frame, [hand])
+    assert kept == [hand] and read_hand(hand).count == 2 and gesture_for_hand(hand) is Gesture.PEN_BLACK
+    assert len(judged) == 1
