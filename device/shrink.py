@@ -15,11 +15,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from sketch_search.common.heif import register_heif
+from sketch_search.common.heif import PHONE_MAX_PIXELS, register_heif
 
 LONG_SIDE = 1024                  # what is kept at most (the window shows 640 x 480)
 MIN_SHORT_SIDE = 256              # what the embedder needs (DINOv2: 256 px short side)
-MAX_PIXELS = 120_000_000          # a 108 MP camera photo fits; a decompression bomb does not
+MAX_PIXELS = PHONE_MAX_PIXELS     # a Galaxy's 200 MP photo fits; a decompression bomb does not
 QUALITY = 90
 EXIF_IFD = 0x8769
 DATETIME_ORIGINAL, OFFSET_TIME_ORIGINAL = 36867, 36881

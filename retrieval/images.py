@@ -34,13 +34,8 @@ from sketch_search.common.names import display_name
 
 log = logging.getLogger(__name__)
 
-# Pillow refuses images over 2 x MAX_IMAGE_PIXELS (decompression bombs). Its default (~89 MP)
-# would refuse a 200 MP photo from a Galaxy S2x Ultra, so raise the bar to about 220 MP (refusal
-# over 440 MP), never lower it and never switch the protection off.
-PHONE_MAX_PIXELS = 220_000_000
-if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < PHONE_MAX_PIXELS:
-    Image.MAX_IMAGE_PIXELS = PHONE_MAX_PIXELS
-# Between 220 and 440 MP Pillow only warns; the decode budget below bounds what that costs.
+# Pillow's bar is PHONE_MAX_PIXELS (sketch_search/common/heif.py). Between it and twice it Pillow
+# only warns; the decode budget below bounds what that costs.
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 # Decoded pixels held at once by all decoding threads together. Pillow keeps 4 bytes a pixel

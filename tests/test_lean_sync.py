@@ -302,3 +302,24 @@ def test_a_heic_original_falls_back_and_is_shrunk_in_a_fresh_process(adb, phone,
     assert done.returncode == 0, done.stderr
     assert sorted(kept(gallery / phone.serialno)) == [f"{CAMERA}/IMG_7.jpg"]
     check_kept(gallery / phone.serialno / CAMERA / "IMG_7.jpg")
+
+
+def test_a_200_megapixel_original_falls_back_and_is_shrunk_in_a_fresh_process(adb, phone, tmp_path):
+    """A Galaxy S2x Ultra's 200 MP original (12240 x 16320) passes the decompression-bomb bar in
+    `python -m device sync`, where the gallery's decoder is never imported: the bar is set where
+    the shrinking's decoder and the gallery's share it (sketch_search/common/heif.py)."""
+    import io
+    import subprocess
+    import sys
+
+    out = io.BytesIO()
+    Image.new("L", (12240, 16320), 128).save(out, format="JPEG", quality=80)
+    put(phone.root, "IMG_200MP.jpg", out.getvalue())
+    phone.thumbnail_faults[f"/sdcard/{CAMERA}/IMG_200MP.jpg"] = "refuse"
+    gallery = tmp_path / "gallery"
+    done = subprocess.run([sys.executable, "-m", "device", "--adb-port", str(adb.port), "sync",
+                           "--dest", str(gallery), "--json"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert sorted(kept(gallery / phone.serialno)) == [f"{CAMERA}/IMG_200MP.jpg"]
+    check_kept(gallery / phone.serialno / CAMERA / "IMG_200MP.jpg")
