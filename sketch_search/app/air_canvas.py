@@ -58,12 +58,17 @@ class AppOptions:
     window: bool = True
     max_frames: int | None = None
     screenshot: Path | None = None   # the last window picture, written at exit
-    live: LiveMode | str = LiveMode.PREVIEW   # a LiveMode: what follows the drawing
+    live: LiveMode | str = LiveMode.PREVIEW   # what follows the drawing (a LiveMode once made)
     pause: float = PAUSE_SECONDS     # pen-up seconds before the search ahead (--live preview)
     events: Path | None = None       # JSON lines of what happened (--events)
     adb_port: int = 5037             # the phone, for "show on phone"
     serial: str | None = None
     originals_cache: int = DEFAULT_CACHE_BYTES   # bytes of lean photos' pulled originals (0: none)
+
+    def __post_init__(self) -> None:
+        if self.live not in LIVE_MODES:
+            raise ValueError(f"live must be one of {LIVE_MODES}, got {self.live!r}")
+        self.live = LiveMode(self.live)    # once, for the worker and what follows the drawing
 
 
 class AirCanvasApp:
@@ -72,8 +77,6 @@ class AirCanvasApp:
         self.options = options
         self.phone_sync = phone_sync
         changed = phone_sync.gallery_changed if phone_sync is not None else None
-        if options.live not in LIVE_MODES:
-            raise ValueError(f"live must be one of {LIVE_MODES}, got {options.live!r}")
         self.events = EventLog(options.events)
         self.worker = (SearchWorker(search, options.gallery, changed, options.live, self.events)
                        if search is not None else None)

@@ -19,9 +19,9 @@ class LiveFollow:
     """`live`: the window's LiveMode (what follows the drawing); `pause`: pen-up seconds
     before the run ahead (preview); `worker`: None without a search."""
 
-    def __init__(self, worker: SearchWorker | None, live: LiveMode | str, pause: float):
+    def __init__(self, worker: SearchWorker | None, live: LiveMode, pause: float):
         self.worker = worker
-        self.live = LiveMode(live)
+        self.live = live
         self.pause = pause
         # The canvas version last seen, last asked about, last sent ahead and last saved; the
         # frame time of the last change and of the last live request.

@@ -49,10 +49,8 @@ class SearchWorker:
     def __init__(self, search: SearchBackend, gallery: Path | None = None,
                  gallery_changed: threading.Event | None = None, live: LiveMode | str = LiveMode.PREVIEW,
                  events: EventLog | None = None, slice_seconds: float = SLICE_SECONDS):
-        self.search = search
         # Set by the phone sync when photos arrive: they join the indexing queue.
         self.gallery_changed = gallery_changed
-        self.live = live
         self.events = events or EventLog()
         self.loaded = threading.Event()
         self._lock = threading.Condition()
