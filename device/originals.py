@@ -23,10 +23,9 @@ from ppadb.device import Device
 from device.adb_server import DEFAULT_ADB_PORT, connect_server
 from device.originals_cache import OriginalsCache, PhoneFile
 from device.phone_errors import PhoneConnectionLost, PhoneError, PhoneProtocolError
-from device.phone_owner import find_owner, gallery_relative
+from device.phone_owner import find_owner, synced_record
 from device.show_on_phone import ShowReason
-from device.sync_protocol import MAX_PATH_BYTES, SyncConnection
-from device.sync_state import find_synced
+from device.sync_protocol import SyncConnection
 from sketch_search.common.files import is_photo_name
 from sketch_search.common.names import display_name
 
@@ -52,19 +51,13 @@ class PullCancelled(Exception):
 def lean_original(gallery: Path | None, photo: Path) -> PhoneFile | None:
     """The phone file behind `photo` when the sync kept it lean; None for a photo no sync
     brought, one synced whole, or a record no phone could have written."""
-    if gallery is None:
-        return None
-    relative = gallery_relative(Path(gallery), Path(photo))
-    found = find_synced(Path(gallery), relative) if relative is not None else None
+    found = synced_record(gallery, photo) if gallery is not None else None
     if found is None:
         return None
     serial, record = found
-    path = record.device_path
-    if not record.lean or not path.startswith("/") or not is_photo_name(PurePosixPath(path).name) \
-            or len(path.encode("utf-8", errors="replace")) > MAX_PATH_BYTES or not serial \
-            or record.size <= 0:
+    if not record.lean or not is_photo_name(PurePosixPath(record.device_path).name) or record.size <= 0:
         return None
-    return PhoneFile(serial, path, record.size, record.mtime)
+    return PhoneFile(serial, record.device_path, record.size, record.mtime)
 
 
 def pull_original(photo: PhoneFile, cache: OriginalsCache, cancelled: Callable[[], bool], *,

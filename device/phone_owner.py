@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import unicodedata
 from pathlib import Path
 
 from ppadb.client import Client
@@ -11,8 +12,35 @@ from ppadb.client import Client
 from device.adb_server import PhoneInfo, list_phones
 from device.phone_errors import PhoneError
 from device.phone_shell import own_serial
+from device.sync_protocol import MAX_PATH_BYTES
+from device.sync_state import SyncedPhoto, find_synced
+from sketch_search.common.names import display_name
 
 log = logging.getLogger(__name__)
+
+MAX_SERIAL_CHARS = 255
+
+
+def synced_record(gallery: Path, photo: Path) -> tuple[str, SyncedPhoto] | None:
+    """(phone serial, sync record) of `photo`, a file in `gallery`; None when no sync brought it,
+    or when the record holds a path or serial no phone could have written (said in the log)."""
+    relative = gallery_relative(Path(gallery), Path(photo))
+    found = find_synced(Path(gallery), relative) if relative is not None else None
+    if found is None:
+        return None
+    serial, record = found
+    if not plausible_device_path(record.device_path) or not serial or len(serial) > MAX_SERIAL_CHARS:
+        log.warning("the sync record of %s holds an unusable phone path: %s",
+                    display_name(relative), display_name(record.device_path))
+        return None
+    return found
+
+
+def plausible_device_path(path: str) -> bool:
+    """Whether a recorded phone path is one a phone could hold: absolute, short enough for adbd,
+    no control characters."""
+    return (path.startswith("/") and len(path.encode("utf-8", errors="replace")) <= MAX_PATH_BYTES
+            and not any(unicodedata.category(char) in ("Cc", "Cs") for char in path))
 
 
 def find_owner(client: Client, owner: str, chosen: str | None,

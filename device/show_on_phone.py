@@ -18,7 +18,6 @@ import logging
 import os
 import re
 import time
-import unicodedata
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -30,10 +29,9 @@ from ppadb.device import Device
 from device.adb_server import DEFAULT_ADB_PORT, connect_server
 from device.media_store import MEDIA_URI, SDCARD, STORAGE
 from device.phone_errors import PhoneError
-from device.phone_owner import find_owner, gallery_relative
+from device.phone_owner import find_owner, synced_record
 from device.phone_shell import run_shell
-from device.sync_protocol import MAX_PATH_BYTES, SyncConnection
-from device.sync_state import find_origin
+from device.sync_protocol import SyncConnection
 from sketch_search.common.names import display_name
 
 log = logging.getLogger(__name__)
@@ -82,16 +80,11 @@ class _NotShown(Exception):
 def phone_origin(gallery: Path, photo: Path) -> PhoneOrigin | None:
     """Which phone `photo` (a file in `gallery`) came from and its path there, from the sync
     record; None when no sync brought it (or the record's path is not one a phone could hold)."""
-    relative = gallery_relative(Path(gallery), Path(photo))
-    found = find_origin(Path(gallery), relative) if relative is not None else None
+    found = synced_record(gallery, photo)
     if found is None:
         return None
-    serial, device_path = found
-    if not _plausible_device_path(device_path) or not serial or len(serial) > 255:
-        log.warning("the sync record of %s holds an unusable phone path: %s",
-                    display_name(relative), display_name(device_path))
-        return None
-    return PhoneOrigin(serial=serial, device_path=device_path)
+    serial, record = found
+    return PhoneOrigin(serial=serial, device_path=record.device_path)
 
 
 def show_on_phone(gallery: Path, photo: Path, adb_port: int = DEFAULT_ADB_PORT,
@@ -216,11 +209,6 @@ def _file_uri(path: str) -> str:
 
 def _mime(device_path: str) -> str:
     return _MIME.get(os.path.splitext(device_path)[1].lower(), "image/*")
-
-
-def _plausible_device_path(path: str) -> bool:
-    return (path.startswith("/") and len(path.encode("utf-8", errors="replace")) <= MAX_PATH_BYTES
-            and not any(unicodedata.category(char) in ("Cc", "Cs") for char in path))
 
 
 def _first_line(text: str, limit: int = 160) -> str:

@@ -167,10 +167,3 @@ def find_synced(gallery: Path, local_path: str) -> tuple[str, SyncedPhoto] | Non
         log.warning("cannot read the sync record %s: %s", path, error)
         return None
     return (row[0], SyncedPhoto.from_row(row[1:])) if row else None
-
-
-def find_origin(gallery: Path, local_path: str) -> tuple[str, str] | None:
-    """(phone serial, device path) of the synced file at `local_path` (relative to `gallery`,
-    '/'-separated), or None when no sync brought it. Reads only; creates nothing."""
-    found = find_synced(gallery, local_path)
-    return (found[0], found[1].device_path) if found else None

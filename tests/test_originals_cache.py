@@ -153,7 +153,8 @@ def test_only_photos_the_sync_kept_lean_have_an_original_to_pull(tmp_path):
     rows = {"lean.jpg": ("/sdcard/DCIM/Camera/lean.jpg", True),
             "whole.jpg": ("/sdcard/DCIM/Camera/whole.jpg", False),       # --originals
             "odd.jpg": ("DCIM/Camera/odd.jpg", True),                     # not a phone path
-            "doc.jpg": ("/sdcard/DCIM/Camera/doc.txt", True)}             # not a photo there
+            "doc.jpg": ("/sdcard/DCIM/Camera/doc.txt", True),             # not a photo there
+            "ctl.jpg": ("/sdcard/DCIM/Camera/a\x1b[2J.jpg", True)}        # a control character
     with SyncState(gallery) as state:
         for name, (device_path, lean) in rows.items():
             state.record("R5CW1", SyncedPhoto(device_path, 4000, 1_700_000_000,
@@ -161,7 +162,7 @@ def test_only_photos_the_sync_kept_lean_have_an_original_to_pull(tmp_path):
     folder = gallery / "R5CW1" / "DCIM" / "Camera"
     assert lean_original(gallery, folder / "lean.jpg") == PhoneFile(
         "R5CW1", "/sdcard/DCIM/Camera/lean.jpg", 4000, 1_700_000_000)
-    for name in ("whole.jpg", "odd.jpg", "doc.jpg", "never-synced.jpg"):
+    for name in ("whole.jpg", "odd.jpg", "doc.jpg", "ctl.jpg", "never-synced.jpg"):
         assert lean_original(gallery, folder / name) is None, name
     assert lean_original(None, folder / "lean.jpg") is None
     assert lean_original(gallery, tmp_path / "lean.jpg") is None             # outside

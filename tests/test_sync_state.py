@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from device.sync_state import STATE_DIR, STATE_FILE, SyncedPhoto, SyncState, find_origin, find_synced
+from device.sync_state import STATE_DIR, STATE_FILE, SyncedPhoto, SyncState, find_synced
 
 OLD_SCHEMA = """
 CREATE TABLE synced_photo (serial TEXT NOT NULL, device_path TEXT NOT NULL, size INTEGER NOT NULL,
@@ -33,7 +33,6 @@ def test_new_record_keeps_lean(tmp_path):
     assert photos["/sdcard/a.jpg"].lean is True and photos["/sdcard/b.jpg"].lean is False
     assert find_synced(tmp_path, "Phone/a.jpg") == ("S1", SyncedPhoto("/sdcard/a.jpg", 10, 20,
                                                                         "Phone/a.jpg", True))
-    assert find_origin(tmp_path, "Phone/a.jpg") == ("S1", "/sdcard/a.jpg")
     assert find_synced(tmp_path, "Phone/none.jpg") is None
 
 
