@@ -50,7 +50,7 @@ class ResyncPlan:
                 else f"phone {phone}: {new} new, {report.unchanged} unchanged")
         return Step(text, bool(new or report.deleted), self.interval)
 
-    def failed(self, message: str) -> Step:
+    def failed(self) -> Step:
         """No sync this time (no phone, unplugged, not authorised...): keep looking. The status
         line is short enough to read beside the search's; why, and what to do, is in the log."""
         was = self.connected
@@ -130,7 +130,7 @@ class BackgroundSync:
             # Said once when the phone goes; the looking that follows only at info level.
             log.log(logging.INFO if self.plan.connected is False else logging.WARNING,
                     "phone sync: %s", exc)
-            return self.plan.failed(str(exc))
+            return self.plan.failed()
         except Exception as exc:  # a bug: keep the traceback in the log, keep the window alive
             self.error = f"{type(exc).__name__}: {exc}"
             log.exception("phone sync failed")

@@ -25,16 +25,16 @@ def test_it_looks_again_every_interval_and_signals_only_new_photos():
 def test_an_unplugged_phone_is_looked_for_and_its_return_said():
     plan = ResyncPlan(interval=2)
     plan.synced(report())
-    gone = plan.failed("no phone found")
+    gone = plan.failed()
     assert gone.status == "phone unplugged, looking"
     assert (gone.signal, gone.wait) == (False, 2)
-    assert plan.failed("no phone found").wait == 2              # keeps looking
+    assert plan.failed().wait == 2              # keeps looking
     back = plan.synced(report(pulled=1))
     assert back.status == "phone SM-S918B: reconnected, 1 new" and back.signal
 
 
 def test_no_phone_at_start_says_so_and_keeps_looking():
-    step = ResyncPlan(interval=15).failed("no phone found: plug it in")
+    step = ResyncPlan(interval=15).failed()
     assert step.status == "no phone yet, looking"        # why and what to do: in the log
     assert step.wait == 15
 
