@@ -167,8 +167,8 @@ class JobRunner:
         """Load the models; None when stopped while loading."""
         error = None
         try:
-            self._say("loading models")
-            self.search.load(status=lambda text: (self._check_stop(), self._say(f"loading models: {text}")))
+            self.progress.say("loading models")
+            self.search.load(status=lambda text: (self._check_stop(), self.progress.say(f"loading models: {text}")))
         except Cancelled:
             log.info("search: stopped while loading")
             return None
@@ -198,11 +198,6 @@ class JobRunner:
             return self._preview(job)
         return self._refresh(job.target)
 
-    def _say(self, text: str | None) -> None:
-        self.progress.say(text)
-        if text is not None:
-            log.info("search: %s", text)
-
     def _check_stop(self, *args) -> None:
         if self.progress.stopping():
             raise Cancelled()
@@ -214,7 +209,7 @@ class JobRunner:
     # -- indexing -------------------------------------------------------------------------------
     def _start_index(self) -> IndexStarted | IndexFailed:
         """Walk the gallery: what is indexed is searchable at once, the rest queued newest first."""
-        self._say("indexing gallery: looking for photos")
+        self.progress.say("indexing gallery: looking for photos")
         try:
             self.search.start_index(self.gallery)
         except SketchSearchError as exc:
@@ -237,7 +232,7 @@ class JobRunner:
         one (kernel selection, memory set-up); a save cancels it."""
         try:
             return WarmedUp(self.search.warmup(
-                status=self._say, cancelled=lambda: job.cancelled or self.progress.stopping()))
+                status=self.progress.say, cancelled=lambda: job.cancelled or self.progress.stopping()))
         except Cancelled:
             log.info("search: warm-up skipped: a save is waiting")
         except Exception as exc:  # noqa: BLE001 (the queries will say what is wrong)

@@ -92,7 +92,7 @@ class SearchState:
             self.board.post(SearchOutcome(None, view=dataclasses.replace(view, label=overlay.LIVE_LABEL),
                                            live=True))
         then = "keep them" if self.live is LiveMode.FULL else "see them"
-        self._say(f"results ready ahead ({view.seconds:.1f} s): hold the save gesture to {then}")
+        self.say(f"results ready ahead ({view.seconds:.1f} s): hold the save gesture to {then}")
         return []
 
     def _run_ended(self, outcome: done.RunCancelled | done.RunFailed) -> None:
@@ -101,14 +101,14 @@ class SearchState:
         if isinstance(outcome, done.RunCancelled):
             self.board.cancelled_runs += 1
             if not self.scheduler.stopping:
-                self._say(None)
+                self.say(None)
             message, status = "cancelled: the program is ending", None
         elif not saves:
             log.info("search ahead failed: %s", outcome.message)
             return
         else:
             message, status = outcome.message, f"search failed: {outcome.message}"
-            self._say(status, error=True)
+            self.say(status, error=True)
         for save in saves:
             if status is not None:
                 log.error("%s: search failed: %s", save.path.name, message)
@@ -123,7 +123,7 @@ class SearchState:
     def _save_failed(self, failed: done.SaveFailed) -> None:
         self.board.failures += 1
         if failed.status is not None:
-            self._say(failed.status, error=True)
+            self.say(failed.status, error=True)
         self._post(SearchOutcome(failed.save.path, error=failed.message), answers=failed.save)
 
     def _refreshed(self, refreshed: done.Refreshed) -> None:
@@ -132,7 +132,8 @@ class SearchState:
             self.board.refound(refreshed.line)
             self.board.post(refreshed.outcome)
 
-    def _say(self, text: str | None, error: bool = False) -> None:
+    def say(self, text: str | None, error: bool = False) -> None:
+        """The status line's search part (None: none), also kept in the log."""
         self.board.say(text, error)
         if text is not None:
             log.info("search: %s", text)

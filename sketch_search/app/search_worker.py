@@ -206,7 +206,7 @@ class _Progress:
 
     def say(self, text: str | None) -> None:
         with self._lock:
-            self._state.board.say(text)
+            self._state.say(text)
 
     def stage(self, name: str | None) -> None:
         with self._lock:
