@@ -15,7 +15,7 @@ import numpy as np
 
 from sketch.plausibility import doubt_about_hand
 from sketch.tracker import Hand, HandTracker, check_rgb
-from sketch.views import PhotoView, box_around, look_closer, map_back
+from sketch.views import PhotoView, map_back, second_look
 
 logger = logging.getLogger(__name__)
 
@@ -59,15 +59,6 @@ def first_look(tracker: HandTracker, image: np.ndarray) -> Hand | None:
     return None
 
 
-def second_look(tracker: HandTracker, image: np.ndarray, hand: Hand) -> Hand:
-    """A plausible fit from a tighter, upscaled crop around an implausible `hand`, else `hand`."""
-    closer = look_closer(tracker, image, box_around(hand.landmarks_px()))
-    if closer is not None and doubt_about_hand(closer) is None:
-        logger.debug("second look fitted a plausible hand")
-        return closer
-    return hand
-
-
 def detect_in_photo(image_rgb: np.ndarray, tracker: HandTracker | None = None,
                     look_twice: bool = True) -> Hand | None:
     """A hand in one photo (landmarks refer to the photo as given), or None.
@@ -84,7 +75,10 @@ def detect_in_photo(image_rgb: np.ndarray, tracker: HandTracker | None = None,
     hand = first_look(tracker, image)
     if hand is None or not look_twice or doubt_about_hand(hand) is None:
         return hand
-    return second_look(tracker, image, hand)
+    closer = second_look(tracker, image, hand)
+    if closer is not hand:
+        logger.debug("second look fitted a plausible hand")
+    return closer
 
 
 def looks_in_photo(image_rgb: np.ndarray, tracker: HandTracker | None = None) -> list[Hand | None]:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sketch.plausibility import doubt_about, doubt_about_hand
-from sketch.views import box_around, look_closer
+from sketch.views import second_look
 from sketch_search.common.native_env import quiet_native_logs
 
 logger = logging.getLogger(__name__)
@@ -246,10 +246,8 @@ class SecondLook:
         if self._static is None:
             self._static = HandTracker(static_image_mode=True)
         self.looks += 1
-        closer = look_closer(self._static, frame, box_around(around.landmarks_px()))
-        if closer is None or doubt_about_hand(closer) is not None:
-            return hand
-        self.kept += 1
+        closer = second_look(self._static, frame, hand, around)
+        self.kept += closer is not hand
         return closer
 
     def close(self) -> None:

@@ -129,3 +129,12 @@ def look_closer(tracker, image: np.ndarray, box: tuple[int, int, int], view: Pho
     x0, y0, _ = box
     height, width = image.shape[:2]
     return map_back(hand, to_view @ _translation(-x0, -y0), view.mirror, width, height)
+
+
+def second_look(tracker, image: np.ndarray, hand: Hand, around: Hand | None = None) -> Hand:
+    """The second look, in photos and in video: a plausible fit from a tighter, upscaled crop
+    around `around` (default: `hand` itself; in video, the hand as the previous frame had it),
+    else `hand` unchanged."""
+    box = box_around((hand if around is None else around).landmarks_px())
+    closer = look_closer(tracker, image, box)
+    return closer if closer is not None and closer.doubt is None else hand
