@@ -431,6 +431,11 @@ def test_detections_are_cached_per_photo_file_and_found_again_only_while_the_fil
     stamp = paths[0].stat().st_mtime_ns
     os.utime(paths[0], ns=(stamp + 10**9, stamp + 10**9))   # the photo changed on disk
     assert cache_file(folder, paths, kinds, 45.0, 1) != name
+    import tools.evaluate_gestures
+    changed = cache_file(folder, paths, kinds, 45.0, 1)
+    with pytest.MonkeyPatch.context() as patch:             # photo detection changed: detect again
+        patch.setattr(tools.evaluate_gestures, "DETECTION_VERSION", "a newer detection")
+        assert cache_file(folder, paths, kinds, 45.0, 1) != changed
     cached_detect(paths, None, "linear", False, cache)
     assert len(list(cache.glob("eval-*.npz"))) == 3            # detected again, under a new key
 

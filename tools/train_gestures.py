@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
+import tools.evaluate_gestures
 from sketch.gestures import (
     FEATURE_NAMES,
     FINGER_MARGINS,
@@ -248,8 +249,10 @@ class Detections:
 
 
 def cache_file(folder: Path, paths: Sequence[Path], kinds: tuple[str, ...], max_angle: float, seed: int) -> str:
-    """The cache's file name for this folder, these photos and these copies."""
-    digest = hashlib.sha1("\n".join([*file_key(paths), *kinds, f"{max_angle:g}", str(seed)]).encode()).hexdigest()
+    """The cache's file name for this folder, these photos, these copies and the way hands are found
+    in photos (evaluate_gestures.DETECTION_VERSION, the evaluation cache's key too)."""
+    digest = hashlib.sha1("\n".join([*file_key(paths), *kinds, f"{max_angle:g}", str(seed),
+                                      tools.evaluate_gestures.DETECTION_VERSION]).encode()).hexdigest()
     return f"{Path(folder).resolve().name}-{len(kinds)}copies-{digest[:12]}.npz"
 
 
