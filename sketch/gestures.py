@@ -72,6 +72,12 @@ def finger_margins(margin: float | None = None) -> np.ndarray:
     return np.full(5, float(margin))
 
 
+def unclear_fingers(scores: np.ndarray, margin: float | None = None) -> np.ndarray:
+    """(..., 5) whether each finger's score (thumb to pinky) is within its margin of the boundary
+    (finger_margins(margin)): a read with any such finger is declined."""
+    return np.abs(scores) < finger_margins(margin)
+
+
 # --- geometry -------------------------------------------------------------------------
 
 def as_points(landmarks: np.ndarray) -> np.ndarray:
@@ -297,7 +303,7 @@ def _read(points: np.ndarray, doubt: str | None, model: FingerModel | None, marg
     if doubt is not None:
         return Reading(None, doubt)
     scores = (model or load_finger_model()).scores(points)
-    unclear = np.flatnonzero(np.abs(scores) < finger_margins(margin))
+    unclear = np.flatnonzero(unclear_fingers(scores, margin))
     if unclear.size:
         return Reading(None, f"the {FINGERS[unclear[0]]} finger is neither clearly bent nor extended")
     return Reading(ExtendedFingers(*(bool(v > 0) for v in scores)))

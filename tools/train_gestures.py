@@ -50,6 +50,7 @@ from sketch.gestures import (
     FingerModel,
     finger_features,
     finger_margins,
+    unclear_fingers,
 )
 from sketch.plausibility import doubt_about
 from sketch_search.common.command import run_command, setup_logging
@@ -358,7 +359,7 @@ def read_points(model: FingerModel, points: np.ndarray, margin: float | None = N
     scores = model.scores(points)
     counts = (scores > 0).sum(axis=-1)
     doubtful = np.array([doubt_about(hand) is not None for hand in points])
-    counts[doubtful | (np.abs(scores) < finger_margins(margin)).any(axis=-1)] = DECLINED
+    counts[doubtful | unclear_fingers(scores, margin).any(axis=-1)] = DECLINED
     return counts
 
 
