@@ -57,10 +57,12 @@ from sketch_search.common.command import run_command, setup_logging
 from sketch_search.common.errors import SketchSearchError
 from tools.evaluate_gestures import (
     INTERPOLATIONS,
+    EvaluationResult,
     cv2_interpolation,
     detect_photos,
     file_key,
     labelled_photos,
+    report_lines,
     rotation_angles,
     write_atomic_npz,
 )
@@ -384,26 +386,32 @@ def held_out_reads(detections: Detections, data: TrainingData, folds: int, l2: f
     return predicted
 
 
+def kind_results(predicted: np.ndarray, counts: np.ndarray, kinds: Sequence[str]) -> dict[str, EvaluationResult]:
+    """The reads of each kind of copy (NO_HAND, DECLINED or a count per photo) as the evaluation's
+    EvaluationResult, so training and evaluation count right, wrong, declined and missed alike."""
+    results = {}
+    kinds = np.array(kinds)
+    for name in dict.fromkeys(kinds):
+        got = predicted[kinds == name].ravel()
+        results[str(name)] = EvaluationResult(labels=[int(c) for c in np.tile(counts, int((kinds == name).sum()))],
+                                              counts=[None if g < 0 else int(g) for g in got],
+                                              declined=[bool(g == DECLINED) for g in got])
+    return results
+
+
 def summarise(predicted: np.ndarray, counts: np.ndarray, kinds: Sequence[str]) -> dict:
     """{kind: accuracy, wrong, declined, per_class {count: [n, correct]}, declined_per_class,
     missed, photos}; accuracy: right / all, wrong: a wrong count / all (declined and missed are
     neither)."""
-    report = {}
-    kinds = np.array(kinds)
-    for name in dict.fromkeys(kinds):
-        got = predicted[kinds == name].ravel()
-        want = np.tile(counts, int((kinds == name).sum()))
-        report[str(name)] = {
-            "accuracy": float((got == want).mean()),
-            "wrong": float(((got >= 0) & (got != want)).mean()),
-            "declined": int((got == DECLINED).sum()),
-            "per_class": {int(c): [int((want == c).sum()), int(((got == want) & (want == c)).sum())]
-                          for c in np.unique(want)},
-            "declined_per_class": {int(c): int(((got == DECLINED) & (want == c)).sum()) for c in np.unique(want)},
-            "missed": int((got == NO_HAND).sum()),
-            "photos": int(got.size),
-        }
-    return report
+    return {name: _summary(result) for name, result in kind_results(predicted, counts, kinds).items()}
+
+
+def _summary(result: EvaluationResult) -> dict:
+    table = result.table()
+    return {"accuracy": float(result.accuracy), "wrong": float(result.wrong), "declined": result.declined_count,
+            "per_class": {label: [n, correct] for label, n, correct, *_ in table},
+            "declined_per_class": {label: declined for label, *_, declined in table},
+            "missed": result.missed, "photos": len(result.labels)}
 
 
 def cross_validate(detections: Detections, labels: np.ndarray, known: np.ndarray, counts: np.ndarray,
@@ -459,17 +467,11 @@ def load_folder(folder: Path, args: argparse.Namespace) -> tuple[TrainingData, D
 
 def print_report(name: str, predicted: np.ndarray, counts: np.ndarray, kinds: Sequence[str], how: str) -> dict:
     """The evaluation's table and lines for each kind of copy of one folder; its summary."""
-    from tools.evaluate_gestures import EvaluationResult, report_lines
-
-    summary = summarise(predicted, counts, kinds)
-    for kind in summary:
-        got = predicted[np.array(kinds) == kind].ravel()
-        result = EvaluationResult(labels=list(np.tile(counts, len(got) // len(counts))),
-                                  counts=[None if g < 0 else int(g) for g in got],
-                                  declined=[bool(g == DECLINED) for g in got])
+    results = kind_results(predicted, counts, kinds)
+    for kind, result in results.items():
         print(f"cross-validated ({how}), {name}, {kind}:")
         print("\n".join(report_lines(result)))
-    return summary
+    return {kind: _summary(result) for kind, result in results.items()}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
