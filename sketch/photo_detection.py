@@ -15,7 +15,7 @@ import numpy as np
 
 from sketch.plausibility import doubt_about_hand
 from sketch.tracker import Hand, HandTracker, check_rgb
-from sketch.views import PhotoView, map_back, second_look
+from sketch.views import PhotoView, hand_in_view, second_look
 
 logger = logging.getLogger(__name__)
 
@@ -50,12 +50,11 @@ def photo_tracker() -> HandTracker:
 def first_look(tracker: HandTracker, image: np.ndarray) -> Hand | None:
     """The hand found in the first of PHOTO_VIEWS that shows one, in the photo's coordinates."""
     for view in PHOTO_VIEWS:
-        rendered, to_view = view.render(image)
-        hand = tracker.process(rendered)
+        hand = hand_in_view(tracker, image, view)
         if hand is not None:
             if view is not PHOTO_VIEWS[0]:
                 logger.debug("hand found only in the view %s", view)
-            return map_back(hand, to_view, view.mirror, image.shape[1], image.shape[0])
+            return hand
     return None
 
 
@@ -91,9 +90,4 @@ def looks_in_photo(image_rgb: np.ndarray, tracker: HandTracker | None = None) ->
     if hand is None:
         return []
     image = check_rgb(image_rgb)
-    looks: list[Hand | None] = [hand]
-    for view in CHECK_VIEWS:
-        rendered, to_view = view.render(image)
-        found = tracker.process(rendered)
-        looks.append(None if found is None else map_back(found, to_view, view.mirror, image.shape[1], image.shape[0]))
-    return looks
+    return [hand] + [hand_in_view(tracker, image, view) for view in CHECK_VIEWS]

@@ -119,6 +119,13 @@ def crop(image: np.ndarray, box: tuple[int, int, int]) -> np.ndarray:
     return np.ascontiguousarray(image[y0 + pad:y0 + pad + side, x0 + pad:x0 + pad + side])
 
 
+def hand_in_view(tracker, image: np.ndarray, view: PhotoView) -> Hand | None:
+    """The hand `tracker` finds in `view` of the image (None if none), in the image's coordinates."""
+    rendered, to_view = view.render(image)
+    hand = tracker.process(rendered)
+    return None if hand is None else map_back(hand, to_view, view.mirror, image.shape[1], image.shape[0])
+
+
 def look_closer(tracker, image: np.ndarray, box: tuple[int, int, int], view: PhotoView = CLOSER_VIEW) -> Hand | None:
     """The hand a static `tracker` (HandTracker(static_image_mode=True)) finds in the square `box`
     of the image, upscaled on its own; landmarks in the whole image's coordinates."""
