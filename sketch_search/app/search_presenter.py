@@ -54,12 +54,12 @@ def found_line(view: overlay.ResultsView, ahead: bool, index: IndexState | None)
     return f"found {len(view.photos)} photos{best} ({view.seconds:.1f} s{ready}){covered}"
 
 
-def index_error_line(error: Exception) -> str:
+def index_error_text(error: Exception) -> str:
     """Why the gallery cannot be indexed; an unusable index names its ways out as the programs'
     flags (--rebuild-index, --index), as main2's command line does."""
     if isinstance(error, IndexFileError):
         error = index_error_with_flags(error)
-    return f"error: {error}"
+    return str(error)
 
 
 class Presenter:

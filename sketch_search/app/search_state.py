@@ -19,7 +19,7 @@ from sketch_search.app import search_scheduler as jobs
 from sketch_search.app.live_mode import LiveMode
 from sketch_search.app.search_answers import Finished, SearchOutcome
 from sketch_search.app.search_board import SearchBoard
-from sketch_search.app.search_presenter import index_error_line
+from sketch_search.app.search_presenter import index_error_text
 from sketch_search.app.search_scheduler import IndexState, Save, SearchScheduler
 
 log = logging.getLogger(__name__)
@@ -50,9 +50,9 @@ class SearchState:
             self._sliced(outcome.state)
         elif isinstance(outcome, done.IndexFailed):
             scheduler.index_failed()
-            line = index_error_line(outcome.error)
-            log.error("indexing stopped: %s", line.removeprefix("error: "))
-            board.say(line, error=True)
+            text = index_error_text(outcome.error)
+            log.error("indexing stopped: %s", text)
+            board.say(f"error: {text}", error=True)
         elif isinstance(outcome, done.WarmedUp):
             self._warmed_up(outcome.timings)
         elif isinstance(outcome, done.RunFinished):
