@@ -102,18 +102,16 @@ class SearchState:
             self.board.cancelled_runs += 1
             if not self.scheduler.stopping:
                 self.say(None)
-            message, status = "cancelled: the program is ending", None
-        elif not saves:
+            for save in saves:                    # there are saves only when stopping
+                self._post(SearchOutcome(save.path, error="cancelled: the program is ending"), answers=save)
+            return
+        if not saves:
             log.info("search ahead failed: %s", outcome.message)
             return
-        else:
-            message, status = outcome.message, f"search failed: {outcome.message}"
-            self.say(status, error=True)
+        self.say(f"search failed: {outcome.message}", error=True)
         for save in saves:
-            if status is not None:
-                log.error("%s: search failed: %s", save.path.name, message)
-                self.board.failures += 1
-            self._post(SearchOutcome(save.path, error=message), answers=save)
+            log.error("%s: search failed: %s", save.path.name, outcome.message)
+            self._save_failed(done.SaveFailed(save, outcome.message))
 
     def _answered(self, answered: done.Answered) -> None:
         self.board.found(answered.line)
