@@ -365,6 +365,17 @@ def read_points(model: FingerModel, points: np.ndarray, margin: float | None = N
     return counts
 
 
+def fit_detections(detections: Detections, data: TrainingData, use: np.ndarray, l2: float, jitter: float,
+                   jitter_copies: int, seed: int) -> FingerModel:
+    """fit_hands on the (copies, photos) hands `use` picks among those whose labels are known or
+    ranked; every copy of a photo carries that photo's labels."""
+    copies = detections.points.shape[0]
+    every = lambda a: np.broadcast_to(a, (copies,) + a.shape)  # noqa: E731
+    train = use & every(data.known | data.ranked)
+    return fit_hands(detections.points[train], every(data.labels)[train], every(data.known)[train],
+                     every(data.ranked)[train], every(data.counts)[train], l2, jitter, jitter_copies, seed)
+
+
 def held_out_reads(detections: Detections, data: TrainingData, folds: int, l2: float, seed: int,
                    jitter: float = 0.0, jitter_copies: int = 0, margin: float | None = None) -> np.ndarray:
     """Grouped k-fold: (copies, photos) counts read for groups left out of training (NO_HAND,
@@ -375,12 +386,9 @@ def held_out_reads(detections: Detections, data: TrainingData, folds: int, l2: f
     fold = np.array([fold_of_group[g] for g in data.groups])
     predicted = np.full((copies, n), NO_HAND)
     found = detections.found
-    every = lambda a: np.broadcast_to(a, (copies,) + a.shape)  # noqa: E731
     for k in range(folds):
-        train = found & (fold != k)[None, :] & detections.trainable[:, None] & every(data.known | data.ranked)
-        model = fit_hands(detections.points[train], every(data.labels)[train], every(data.known)[train],
-                          every(data.ranked)[train], every(data.counts)[train], l2, jitter, jitter_copies,
-                          seed + k)
+        train = found & (fold != k)[None, :] & detections.trainable[:, None]
+        model = fit_detections(detections, data, train, l2, jitter, jitter_copies, seed + k)
         test = found & (fold == k)[None, :]
         predicted[test] = read_points(model, detections.points[test], margin)
     return predicted
@@ -491,12 +499,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         cv[folder.name] = print_report(folder.name, predicted[present, columns], part.counts,
                                        [detections.kinds[i] for i in present], how)
     # The shipped model trains on the checks' copies too: nobody is left out any more.
-    copies = detections.points.shape[0]
-    every = lambda a: np.broadcast_to(a, (copies,) + a.shape)  # noqa: E731
-    train = detections.found & every(data.known | data.ranked)
-    model = fit_hands(detections.points[train], every(data.labels)[train], every(data.known)[train],
-                      every(data.ranked)[train], every(data.counts)[train], args.l2, args.jitter,
-                      args.jitter_copies, args.seed)
+    model = fit_detections(detections, data, detections.found, args.l2, args.jitter, args.jitter_copies,
+                           args.seed)
     FingerModel(model.classifiers, info=model_info(args, parts, how, cv)).save(args.out)
     print(f"saved {args.out}")
     return 0
