@@ -280,12 +280,22 @@ def test_a_disk_that_fills_ends_the_sync_in_one_line_and_keeps_what_was_kept(adb
     assert recorded == {Path(name).name for name in left}       # the record lists what is kept
 
 
-def test_a_heic_original_falls_back_and_is_shrunk_in_a_fresh_process(adb, phone, tmp_path):
-    """The fallback decodes a Galaxy's HEIC original itself: `python -m device sync` never
-    imports the gallery's decoder, so nothing else has taught Pillow HEIC in that process."""
+def sync_in_a_fresh_process(adb, gallery: Path) -> Path:
+    """`python -m device sync --dest gallery` in its own process (Pillow as that program sets it
+    up, nothing else imported); it must succeed."""
     import subprocess
     import sys
 
+    done = subprocess.run([sys.executable, "-m", "device", "--adb-port", str(adb.port), "sync",
+                           "--dest", str(gallery), "--json"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    return gallery
+
+
+def test_a_heic_original_falls_back_and_is_shrunk_in_a_fresh_process(adb, phone, tmp_path):
+    """The fallback decodes a Galaxy's HEIC original itself: `python -m device sync` never
+    imports the gallery's decoder, so nothing else has taught Pillow HEIC in that process."""
     import skimage.data
 
     from sketch_search.common.heif import register_heif
@@ -295,11 +305,7 @@ def test_a_heic_original_falls_back_and_is_shrunk_in_a_fresh_process(adb, phone,
     Image.fromarray(skimage.data.chelsea()).resize((1200, 900)).save(heic, quality=90)
     put(phone.root, "IMG_7.heic", heic.read_bytes())
     phone.thumbnail_faults[f"/sdcard/{CAMERA}/IMG_7.heic"] = "refuse"
-    gallery = tmp_path / "gallery"
-    done = subprocess.run([sys.executable, "-m", "device", "--adb-port", str(adb.port), "sync",
-                           "--dest", str(gallery), "--json"], capture_output=True, text=True,
-                          timeout=120)
-    assert done.returncode == 0, done.stderr
+    gallery = sync_in_a_fresh_process(adb, tmp_path / "gallery")
     assert sorted(kept(gallery / phone.serialno)) == [f"{CAMERA}/IMG_7.jpg"]
     check_kept(gallery / phone.serialno / CAMERA / "IMG_7.jpg")
 
@@ -309,17 +315,11 @@ def test_a_200_megapixel_original_falls_back_and_is_shrunk_in_a_fresh_process(ad
     `python -m device sync`, where the gallery's decoder is never imported: the bar is set where
     the shrinking's decoder and the gallery's share it (sketch_search/common/heif.py)."""
     import io
-    import subprocess
-    import sys
 
     out = io.BytesIO()
     Image.new("L", (12240, 16320), 128).save(out, format="JPEG", quality=80)
     put(phone.root, "IMG_200MP.jpg", out.getvalue())
     phone.thumbnail_faults[f"/sdcard/{CAMERA}/IMG_200MP.jpg"] = "refuse"
-    gallery = tmp_path / "gallery"
-    done = subprocess.run([sys.executable, "-m", "device", "--adb-port", str(adb.port), "sync",
-                           "--dest", str(gallery), "--json"], capture_output=True, text=True,
-                          timeout=120)
-    assert done.returncode == 0, done.stderr
+    gallery = sync_in_a_fresh_process(adb, tmp_path / "gallery")
     assert sorted(kept(gallery / phone.serialno)) == [f"{CAMERA}/IMG_200MP.jpg"]
     check_kept(gallery / phone.serialno / CAMERA / "IMG_200MP.jpg")
