@@ -19,6 +19,7 @@ from device.phone_sync import sync_phone
 from device.show_on_phone import show_on_phone
 from sketch_search.common.command import run_command
 from tools.fixtures.fake_phone import stand_in_phone
+from tools.fixtures.photos import camera_jpeg
 
 PHOTO = "DCIM/Camera/IMG_20240101_000001.jpg"
 
@@ -30,7 +31,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as work:
         work_dir = Path(work)
         (work_dir / "sdcard" / PHOTO).parent.mkdir(parents=True)
-        (work_dir / "sdcard" / PHOTO).write_bytes(b"photo")
+        # A real photo: the lean sync (the default) keeps only what it can decode.
+        (work_dir / "sdcard" / PHOTO).write_bytes(camera_jpeg(1600, 1200))
         with stand_in_phone(work_dir / "sdcard", work_dir / "home") as (adb, phone):
             gallery = work_dir / "gallery"
             sync_phone(gallery, adb_port=adb.port, show_progress=False)
